@@ -1,0 +1,10 @@
+"""acai: interpolation in autoencoders, after Berthelot, Raffel, Roy & Goodfellow (ICLR 2019).
+
+    from acai import lines, models, train
+    images = lines.render(angles)                  # (N, 32, 32) lines in [-1, 1]
+    mean_distance, smoothness = lines.evaluate(x)  # x: (pairs, steps, 32, 32)
+"""
+from . import lines
+
+__version__ = "0.1.0"
+__all__ = ["lines", "__version__"]

@@ -1,0 +1,134 @@
+"""The `acai` command line. Bad input ends with one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError, TrainConfig
+from .data import DataError
+from .models import MODELS
+
+
+def parse_hparams(items: list[str]) -> dict:
+    """['lam=0.3', 'critic_sizes=(64,64)'] -> {'lam': 0.3, 'critic_sizes': (64, 64)}."""
+    values = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--hp expects NAME=VALUE, got {item!r}")
+        try:
+            values[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[key] = text
+    return values
+
+
+def cmd_train(args) -> None:
+    from .train import train
+
+    config = TrainConfig(model=args.model, data=args.data, samples=args.samples, batch=args.batch, lr=args.lr,
+                         seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
+                         dz=args.dz, hparams=parse_hparams(args.hp))
+    metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    shown = {k: metrics[k] for k in ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
+             if k in metrics}
+    print(" ".join(f"{k}={v:.6g}" for k, v in shown.items()))
+    print(f"wrote {Path(args.out) / 'metrics.json'}")
+
+
+def cmd_interpolate(args) -> None:
+    from .figures import grid_image, interpolation_rows, save_png
+    from .train import load_run
+
+    run = load_run(args.run)
+    if hasattr(run.source, "evaluation_lines"):
+        angles = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, 2 * args.pairs)
+        images = run.source.batch_from_angles(angles)[0]
+    else:
+        x, _ = run.source.test_set()
+        images = x[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x))[:2 * args.pairs])]
+    torch.manual_seed(args.seed)
+    rows = interpolation_rows(run.model, images[:args.pairs], images[args.pairs:], args.steps)
+    path = save_png(grid_image(rows), args.out)
+    print(f"wrote {path}: {args.pairs} interpolations of {args.steps} steps by {run.config.model}")
+
+
+def cmd_reproduce(args) -> None:
+    from .reproduce import reproduce_table1
+
+    if args.what == "table1":
+        reproduce_table1(args.out, preset=args.preset, seeds=args.seeds, models=args.models,
+                         device=args.device, progress=not args.quiet)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acai", description="Interpolation in autoencoders (Berthelot et al.)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one autoencoder")
+    p.add_argument("--model", required=True, choices=list(MODELS))
+    p.add_argument("--data", default="lines", help="lines, mnist, svhn, cifar10, celeba or folder:PATH")
+    p.add_argument("--samples", type=positive_int, default=1 << 24, help="training budget in samples (2^24)")
+    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=positive_int, default=1 << 16, help="samples between evaluations (65536)")
+    p.add_argument("--dz", type=positive_int, default=None, help="latent size d_z (e.g. 32 or 256 on MNIST)")
+    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
+    p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, metrics.json)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("interpolate", help="draw a grid of interpolations from a trained run")
+    p.add_argument("run", help="run folder written by `acai train`")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--pairs", type=positive_int, default=8)
+    p.add_argument("--steps", type=positive_int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("reproduce", help="reproduce a table of the paper")
+    p.add_argument("what", choices=["table1"])
+    p.add_argument("--preset", default="quick", choices=["quick", "cpu", "paper"])
+    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, DataError) as error:
+        print(f"acai: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("acai: interrupted; the last checkpoint is kept, rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Typed run configuration with the paper's defaults (SPEC 3); unknown keys are errors."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .models import MODELS, ConfigError, make_hparams
+from .nets import Arch
+
+# Appendix B settings per data set at the paper's first latent size (SPEC 3).
+DATA_ARCH = {
+    "lines": Arch(scales=4, depth=16, latent=16, colors=1),  # d_z 64
+    "mnist": Arch(scales=3, depth=16, latent=2, colors=1),  # d_z 32 (latent 16: 256)
+    "svhn": Arch(scales=3, depth=64, latent=2, colors=3),  # d_z 32 / 256
+    "celeba": Arch(scales=3, depth=64, latent=2, colors=3),
+    "cifar10": Arch(scales=3, depth=64, latent=16, colors=3),  # d_z 256 / 1024
+}
+FOLDER_ARCH = Arch(scales=3, depth=64, latent=2, colors=3)
+# The release trained its VQ-VAE on lines with a 4x4 latent (scales 3, d_z 256).
+MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
+
+
+@dataclass
+class TrainConfig:
+    model: str = "acai"
+    data: str = "lines"
+    samples: int = 1 << 24  # training budget in samples (paper: 2^24)
+    batch: int = 64
+    lr: float = 1e-4
+    seed: int = 0
+    eval_every: int = 1 << 16  # samples between evaluations (release: 64 Ki)
+    eval_window: int = 20  # reported value = median of the last this-many evaluations
+    eval_pairs: int = 256  # lines interpolations per evaluation (release: 256 pairs of fresh lines)
+    checkpoint_seconds: float = 300.0  # also checkpoint at every evaluation
+    device: str = "cpu"
+    data_dir: str | None = None
+    dz: int | None = None  # latent size d_z; sets the latent channels
+    scales: int | None = None
+    depth: int | None = None
+    latent: int | None = None
+    hparams: dict = field(default_factory=dict)  # model hyper-parameters, see MODELS[model].Hparams
+
+    def __post_init__(self):
+        make_hparams(self.model, self.hparams)  # validates the name and the keys
+        for name in ("samples", "batch", "eval_every", "eval_window", "eval_pairs"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def steps(self) -> int:
+        return -(-self.samples // self.batch)
+
+    @property
+    def eval_every_steps(self) -> int:
+        return max(1, self.eval_every // self.batch)
+
+    def arch(self, colors: int) -> Arch:
+        base = DATA_ARCH.get(self.data, FOLDER_ARCH)
+        arch = dataclasses.replace(base, colors=colors, **MODEL_ARCH_OVERRIDES.get((self.data, self.model), {}))
+        arch = dataclasses.replace(arch, **{k: getattr(self, k) for k in ("scales", "depth", "latent")
+                                           if getattr(self, k) is not None})
+        if self.dz is not None:
+            side = arch.size >> arch.scales
+            if self.dz % (side * side):
+                raise ConfigError(f"dz={self.dz} is not a multiple of the {side}x{side} latent grid "
+                                  f"(scales={arch.scales}); use a multiple of {side * side}")
+            arch = dataclasses.replace(arch, latent=self.dz // (side * side))
+        return arch
+
+
+__all__ = ["DATA_ARCH", "MODELS", "ConfigError", "TrainConfig"]

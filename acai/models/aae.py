@@ -1,0 +1,57 @@
+"""Adversarial autoencoder (Makhzani et al. 2015; section 3.2, SPEC 4).
+
+A critic on the latent code tells encoder outputs (label 0) from samples of
+the prior N(0, I) (label 1); the encoder is trained to fool it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..nets import Leaky, dense, mse
+from .common import ConvAutoencoder, StepOutput
+
+
+@dataclass
+class AAEHparams:
+    critic_sizes: tuple[int, ...] = (100, 100)  # hidden dense layers (release `disc_layer_sizes`)
+    critic_lr: float = 1e-4  # release `adversary_lr`
+    adversarial_weight: float = 1.0
+
+
+def latent_critic(dz: int, sizes) -> nn.Sequential:
+    layers, width = [nn.Flatten()], dz
+    for size in sizes:
+        layers += [dense(width, size), Leaky()]
+        width = size
+    return nn.Sequential(*layers, dense(width, 1))  # logit (B, 1)
+
+
+class AAE(ConvAutoencoder):
+    Hparams = AAEHparams
+
+    def __init__(self, arch, hp=None):
+        super().__init__(arch, hp)
+        self.critic = latent_critic(arch.dz, self.hp.critic_sizes)
+
+    def param_groups(self):
+        return {**super().param_groups(), "critic": {"params": list(self.critic.parameters()), "lr": self.hp.critic_lr}}
+
+    def training_losses(self, x):
+        z = self.encode(x)  # (B, latent, h, w)
+        reconstruction = self.decode(z)
+        prior = torch.randn_like(z)
+        logit_code, logit_prior = self.critic(torch.cat([z, prior])).chunk(2)  # (B, 1) each
+        zeros, ones = torch.zeros_like(logit_code), torch.ones_like(logit_code)
+        critic_loss = (F.binary_cross_entropy_with_logits(logit_code, zeros)
+                       + F.binary_cross_entropy_with_logits(logit_prior, ones))
+        fool = F.binary_cross_entropy_with_logits(logit_code, ones)
+        reconstruction_loss = mse(reconstruction, x)
+        return StepOutput(
+            losses={"ae": reconstruction_loss + self.hp.adversarial_weight * fool, "critic": critic_loss},
+            features=z,
+            logs={"mse": reconstruction_loss, "fool": fool},
+        )

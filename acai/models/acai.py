@@ -1,0 +1,66 @@
+"""ACAI: adversarially constrained autoencoder interpolation (section 2.1).
+
+A critic d sees decoded mixtures x̂_α = g(α·z1 + (1-α)·z2) and must recover α
+(eq. 1); the autoencoder is rewarded when d answers 0, i.e. when mixtures look
+like real data (eq. 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..nets import encoder, mse
+from .common import ConvAutoencoder, StepOutput
+
+
+@dataclass
+class ACAIHparams:
+    lam: float = 0.5  # λ of eq. 2 (release `advweight`)
+    gamma: float = 0.2  # γ of eq. 1 (release `reg`)
+    critic_depth: int | None = None  # release `advdepth`; None = the autoencoder's depth
+
+
+def fold_alpha(alpha: torch.Tensor) -> torch.Tensor:
+    """U[0, 1] -> [0, 0.5]: α and 1-α give the same mixture up to the pair's order."""
+    return 0.5 - (alpha - 0.5).abs()
+
+
+def critic_loss(d_mix, alpha, d_blend):
+    """Eq. 1: ‖d(x̂_α) - α‖² + ‖d(γx + (1-γ)x̂)‖², each a mean over the batch."""
+    return (d_mix - alpha).pow(2).mean() + d_blend.pow(2).mean()
+
+
+def autoencoder_loss(reconstruction, x, d_mix, lam):
+    """Eq. 2: ‖x - g(f(x))‖² + λ‖d(x̂_α)‖²."""
+    return mse(reconstruction, x) + lam * d_mix.pow(2).mean()
+
+
+class ACAI(ConvAutoencoder):
+    Hparams = ACAIHparams
+
+    def __init__(self, arch, hp=None):
+        super().__init__(arch, hp)
+        self.critic = encoder(arch, depth=self.hp.critic_depth)
+
+    def critique(self, images):
+        return self.critic(images).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
+
+    def param_groups(self):
+        return {**super().param_groups(), "critic": {"params": list(self.critic.parameters())}}
+
+    def training_losses(self, x):
+        batch = x.shape[0]
+        z = self.encode(x)  # (B, latent, h, w)
+        alpha = fold_alpha(torch.rand(batch, 1, 1, 1, device=x.device, dtype=z.dtype))
+        z_mix = alpha * z + (1 - alpha) * z.flip(0)  # each code with the reversed batch's
+        reconstruction, x_mix = self.decode(torch.cat([z, z_mix])).split(batch)  # one decoder pass
+        blend = self.hp.gamma * x + (1 - self.hp.gamma) * reconstruction
+        d_mix, d_blend = self.critique(torch.cat([x_mix, blend])).split(batch)  # one critic pass
+        alpha = alpha.view(batch)
+        return StepOutput(
+            losses={"ae": autoencoder_loss(reconstruction, x, d_mix, self.hp.lam),
+                    "critic": critic_loss(d_mix, alpha, d_blend)},
+            features=z,
+            logs={"critic_on_mix": d_mix.detach().abs().mean()},
+        )

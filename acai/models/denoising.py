@@ -1,0 +1,25 @@
+"""Denoising autoencoder: reconstruct x from x + N(0, σ²) (section 3.2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..nets import mse
+from .common import ConvAutoencoder, StepOutput
+
+
+@dataclass
+class DenoisingHparams:
+    noise: float = 1.0  # σ of the additive Gaussian noise (release flag `noise`)
+
+
+class Denoising(ConvAutoencoder):
+    Hparams = DenoisingHparams
+
+    def training_losses(self, x):
+        noisy = x + self.hp.noise * torch.randn_like(x)
+        reconstruction = self.decode(self.encode(noisy))  # (B, C, H, W)
+        with torch.no_grad():  # the release's probe reads the code of the clean image
+            clean_code = self.encode(x)
+        return StepOutput(losses={"ae": mse(reconstruction, x)}, features=clean_code)

@@ -1,0 +1,58 @@
+"""Variational autoencoder with a Bernoulli decoder (section 3.2, SPEC 4).
+
+Pixels x in [-1, 1] are read as Bernoulli probabilities (x + 1)/2; the decoder
+gives their logits and images are shown as 2·sigmoid(logits) - 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..nets import dense
+from .common import ConvAutoencoder, StepOutput
+
+
+@dataclass
+class VAEHparams:
+    beta: float = 1.0  # weight of the KL term
+    interpolate_mean: bool = False  # the release interpolates sampled codes z, not μ
+
+
+class VAE(ConvAutoencoder):
+    Hparams = VAEHparams
+
+    def __init__(self, arch, hp=None):
+        super().__init__(arch, hp)
+        self.to_mu = dense(arch.dz, arch.dz)
+        self.to_log_var = dense(arch.dz, arch.dz)
+
+    def posterior(self, x):
+        h = self.encoder(x)  # (B, latent, h, w)
+        flat = h.flatten(1)  # (B, d_z)
+        return h, self.to_mu(flat), self.to_log_var(flat)
+
+    def sample(self, mu, log_var):
+        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)  # (B, d_z)
+        return z.view(-1, *self.arch.latent_shape)
+
+    def encode(self, x):
+        _, mu, log_var = self.posterior(x)
+        return mu.view(-1, *self.arch.latent_shape) if self.hp.interpolate_mean else self.sample(mu, log_var)
+
+    def decode(self, z):
+        return 2 * torch.sigmoid(self.decoder(z)) - 1
+
+    def features(self, x):
+        return self.encoder(x)  # the release's probe reads the encoder output h
+
+    def training_losses(self, x):
+        h, mu, log_var = self.posterior(x)
+        logits = self.decoder(self.sample(mu, log_var))  # (B, C, H, W)
+        batch = x.shape[0]
+        # -log p(x|z), summed over pixels, averaged over the batch.
+        nll = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / batch
+        # KL(q(z|x) || N(0, I)) = ½ Σ(-log σ² - 1 + σ² + μ²), averaged over the batch.
+        kl = 0.5 * (-log_var - 1 + log_var.exp() + mu.pow(2)).sum() / batch
+        return StepOutput(losses={"ae": nll + self.hp.beta * kl}, features=h, logs={"nll": nll, "kl": kl})

@@ -1,0 +1,86 @@
+"""VQ-VAE as released with the paper (van den Oord et al. 2017; SPEC 4).
+
+The continuous code is flattened, projected to `num_latents` vectors of size
+d_z, each snapped to its nearest codebook entry (straight-through gradient);
+the codebook follows an exponential moving average of the vectors assigned to
+it. Two dense layers map the quantised vectors back to a code for the decoder.
+Interpolation mixes continuous codes and quantises the mixture.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..nets import dense, mse
+from .common import ConvAutoencoder, StepOutput
+
+
+@dataclass
+class VQVAEHparams:
+    codebook_log2: int = 14  # 2^14 entries (release `z_log_size`)
+    num_latents: int = 10
+    commitment: float = 10.0  # β (release `beta`)
+    decay: float = 0.999
+    epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
+    hidden: int = 512  # release `filter_size`
+
+
+class VQVAE(ConvAutoencoder):
+    Hparams = VQVAEHparams
+
+    def __init__(self, arch, hp=None):
+        super().__init__(arch, hp)
+        dz, entries = arch.dz, 1 << self.hp.codebook_log2
+        self.project = dense(dz, self.hp.num_latents * dz)
+        self.hidden = dense(self.hp.num_latents * dz, self.hp.hidden)
+        self.out = dense(self.hp.hidden, dz)
+        # tf.uniform_unit_scaling_initializer: U(±sqrt(3 / fan_in)), fan_in = entries.
+        limit = math.sqrt(3.0 / entries)
+        self.register_buffer("codebook", torch.empty(entries, dz).uniform_(-limit, limit))
+        self.register_buffer("ema_count", torch.zeros(entries))
+        self.register_buffer("ema_sum", self.codebook.clone())
+
+    def quantise(self, z):
+        """z (B, latent, h, w) -> (decoder input (B, latent, h, w), vectors, nearest indices)."""
+        batch, dz = z.shape[0], self.arch.dz
+        vectors = self.project(z.flatten(1)).view(batch * self.hp.num_latents, dz)  # (B·L, d_z)
+        distance = (vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ self.codebook.T
+                    + self.codebook.pow(2).sum(1))  # (B·L, entries)
+        nearest = distance.argmin(dim=1)
+        quantised = self.codebook[nearest]
+        straight_through = vectors + (quantised - vectors).detach()
+        h = self.hidden(F.relu(straight_through.view(batch, -1)))  # (B, hidden)
+        code = self.out(F.relu(h))  # (B, d_z)
+        return code.view(z.shape), vectors, nearest
+
+    @torch.no_grad()
+    def update_codebook(self, vectors, nearest):
+        """EMA codebook step (decay, Laplace-smoothed counts), as the release."""
+        d, entries = self.hp.decay, self.codebook.shape[0]
+        counts = torch.bincount(nearest, minlength=entries).to(vectors.dtype)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, nearest, vectors)
+        self.ema_count.mul_(d).add_(counts, alpha=1 - d)
+        self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
+        n = self.ema_count.sum()
+        smoothed = (self.ema_count + self.hp.epsilon) / (n + entries * self.hp.epsilon) * n
+        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+
+    def decode(self, z):
+        return self.decoder(self.quantise(z)[0])
+
+    def features(self, x):
+        return self.quantise(self.encode(x))[0]  # the release's probe reads the bottleneck output
+
+    def training_losses(self, x):
+        code, vectors, nearest = self.quantise(self.encode(x))
+        reconstruction_loss = mse(self.decoder(code), x)
+        commitment = (vectors - self.codebook[nearest]).pow(2).mean()  # ‖z - sg(q)‖²
+        self.update_codebook(vectors.detach(), nearest)
+        return StepOutput(
+            losses={"ae": reconstruction_loss + self.hp.commitment * commitment},
+            features=code,
+            logs={"mse": reconstruction_loss.detach(), "commitment": commitment.detach()},
+        )

@@ -1,0 +1,89 @@
+"""Encoder and decoder of appendix B, shared by all seven autoencoders (SPEC 3)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+LEAK = 0.2
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Shape of the encoder/decoder pair. d_z = latent · (size / 2^scales)²."""
+
+    scales: int = 4
+    depth: int = 16
+    latent: int = 16
+    colors: int = 1
+    size: int = 32
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        side = self.size >> self.scales
+        return (self.latent, side, side)
+
+    @property
+    def dz(self) -> int:
+        c, h, w = self.latent_shape
+        return c * h * w
+
+
+def conv(cin: int, cout: int, kernel: int = 3) -> nn.Conv2d:
+    """'same' conv with the release's init: N(0, 1/((1 + 0.2²)·fan_in)), bias 0."""
+    layer = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+    nn.init.normal_(layer.weight, std=1.0 / math.sqrt((1 + LEAK**2) * kernel * kernel * cin))
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def dense(fan_in: int, fan_out: int) -> nn.Linear:
+    """Dense layer with TensorFlow's default init (Glorot uniform, bias 0), as the release."""
+    layer = nn.Linear(fan_in, fan_out)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Leaky(nn.Module):
+    def forward(self, x):
+        return F.leaky_relu(x, LEAK)
+
+
+def _conv_leaky(cin: int, cout: int) -> list[nn.Module]:
+    return [conv(cin, cout), Leaky()]
+
+
+def encoder(arch: Arch, depth: int | None = None) -> nn.Sequential:
+    """x (B, colors, 32, 32) -> code (B, latent, 32/2^s, 32/2^s).
+
+    `depth` overrides arch.depth (the ACAI critic may use its own width).
+    """
+    depth = depth or arch.depth
+    layers: list[nn.Module] = [conv(arch.colors, depth, 1)]  # 1x1, no activation
+    cin = depth
+    for s in range(arch.scales):
+        layers += _conv_leaky(cin, depth << s) + _conv_leaky(depth << s, depth << s) + [nn.AvgPool2d(2)]
+        cin = depth << s
+    layers += _conv_leaky(cin, depth << arch.scales) + [conv(depth << arch.scales, arch.latent)]
+    return nn.Sequential(*layers)
+
+
+def decoder(arch: Arch) -> nn.Sequential:
+    """code (B, latent, 32/2^s, 32/2^s) -> x̂ (B, colors, 32, 32), no output activation."""
+    layers: list[nn.Module] = []
+    cin = arch.latent
+    for s in reversed(range(arch.scales)):
+        layers += _conv_leaky(cin, arch.depth << s) + _conv_leaky(arch.depth << s, arch.depth << s)
+        layers += [nn.Upsample(scale_factor=2, mode="nearest")]
+        cin = arch.depth << s
+    layers += _conv_leaky(cin, arch.depth) + [conv(arch.depth, arch.colors)]
+    return nn.Sequential(*layers)
+
+
+def mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all elements (tf.losses.mean_squared_error)."""
+    return (x - target).pow(2).mean()

@@ -1,0 +1,222 @@
+"""Each loss against a hand computation on a tiny input, and learning on lines."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from acai.lines import LinesSource
+from acai.models import MODELS, ConfigError, build, make_hparams
+from acai.models.acai import autoencoder_loss, critic_loss, fold_alpha
+from acai.nets import Arch, decoder, encoder
+
+from conftest import TINY
+
+
+def batch(n=8, step=0):
+    return LinesSource().train_batch(seed=0, step=step, batch_size=n)[0]
+
+
+def test_architecture_shapes_and_init():
+    arch = Arch(scales=3, depth=16, latent=2, colors=3)
+    enc, dec = encoder(arch), decoder(arch)
+    z = enc(torch.randn(5, 3, 32, 32))
+    assert z.shape == (5, 2, 4, 4) and arch.dz == 32
+    assert dec(z).shape == (5, 3, 32, 32)
+    # 1x1 conv, 2 convs per scale, 2 final convs; weights N(0, 1/((1+0.2²)·fan_in)).
+    convs = [m for m in enc if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 2 * 3 + 2
+    big = encoder(Arch(scales=1, depth=64, latent=64))
+    w = [m for m in big if isinstance(m, torch.nn.Conv2d)][2].weight  # 3x3, 64 -> 64
+    assert w.std().item() == pytest.approx((1 / (1.04 * 9 * 64)) ** 0.5, rel=0.05)
+    assert all(torch.all(m.bias == 0) for m in convs)
+
+
+def test_baseline_loss_is_mse():
+    model = build("baseline", TINY)
+    x = batch()
+    loss = model.training_losses(x).losses["ae"]
+    torch.testing.assert_close(loss, ((model.decode(model.encode(x)) - x) ** 2).mean())
+
+
+def test_dropout_masks_and_rescales_the_code():
+    model = build("dropout", TINY, keep=0.5)
+    x = batch()
+    z = model.encode(x)
+    torch.manual_seed(1)
+    loss = model.training_losses(x).losses["ae"]
+    torch.manual_seed(1)
+    mask = F.dropout(torch.ones(z.flatten(1).shape), p=0.5)  # same random draw: 0 or 1/keep
+    assert set(mask.unique().tolist()) == {0.0, 2.0}
+    expected = ((model.decode(z * mask.view_as(z)) - x) ** 2).mean()
+    torch.testing.assert_close(loss, expected)
+    whole = build("dropout", TINY, keep=1.0)
+    torch.testing.assert_close(whole.training_losses(x).losses["ae"], ((whole.decode(whole.encode(x)) - x) ** 2).mean())
+
+
+def test_denoising_encodes_noisy_input_and_probes_clean_code():
+    model = build("denoising", TINY, noise=1.0)
+    x = batch()
+    torch.manual_seed(2)
+    out = model.training_losses(x)
+    torch.manual_seed(2)
+    noisy = x + torch.randn_like(x)
+    torch.testing.assert_close(out.losses["ae"], ((model.decode(model.encode(noisy)) - x) ** 2).mean())
+    torch.testing.assert_close(out.features, model.encode(x))
+    quiet = build("denoising", TINY, noise=0.0)
+    torch.testing.assert_close(quiet.training_losses(x).losses["ae"], ((quiet.decode(quiet.encode(x)) - x) ** 2).mean())
+
+
+def test_vae_loss_is_bernoulli_nll_plus_kl():
+    model = build("vae", TINY, beta=0.7)
+    x = batch(4)
+    torch.manual_seed(3)
+    loss = model.training_losses(x).losses["ae"]
+    torch.manual_seed(3)
+    h, mu, log_var = model.posterior(x)
+    eps = torch.randn_like(mu)
+    logits = model.decoder((mu + (0.5 * log_var).exp() * eps).view(-1, *TINY.latent_shape))
+    p = (x + 1) / 2
+    nll = -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).sum() / 4
+    sigma2 = log_var.exp()
+    kl = 0.5 * (sigma2 + mu**2 - 1 - torch.log(sigma2)).sum() / 4
+    torch.testing.assert_close(loss, nll + 0.7 * kl)
+    assert model.decode(torch.zeros(1, *TINY.latent_shape)).abs().max() <= 1
+
+
+def test_vae_interpolates_samples_by_default_and_mean_on_request():
+    x = batch(4)
+    sampled = build("vae", TINY)
+    assert not torch.equal(sampled.encode(x), sampled.encode(x))
+    mean = build("vae", TINY, interpolate_mean=True)
+    torch.testing.assert_close(mean.encode(x), mean.encode(x))
+
+
+def test_aae_losses_are_sigmoid_cross_entropies():
+    model = build("aae", TINY)
+    x = batch(6)
+    torch.manual_seed(4)
+    out = model.training_losses(x)
+    torch.manual_seed(4)
+    z = model.encode(x)
+    prior = torch.randn_like(z)
+    lc, lp = model.critic(z), model.critic(prior)
+    sce = lambda logit, label: torch.mean(torch.clamp(logit, min=0) - logit * label + torch.log1p(torch.exp(-logit.abs())))
+    torch.testing.assert_close(out.losses["critic"], sce(lc, 0.0) + sce(lp, 1.0))
+    torch.testing.assert_close(out.losses["ae"], ((model.decode(z) - x) ** 2).mean() + sce(lc, 1.0))
+    assert set(model.param_groups()) == {"ae", "critic"}
+
+
+def test_vqvae_snaps_to_nearest_entry_with_straight_through_gradient():
+    model = build("vqvae", TINY, codebook_log2=4, num_latents=2)
+    x = batch(3)
+    z = model.encode(x)
+    code, vectors, nearest = model.quantise(z)
+    assert vectors.shape == (3 * 2, TINY.dz)
+    brute = torch.cdist(vectors, model.codebook).argmin(1)
+    torch.testing.assert_close(nearest, brute)
+    # Straight-through: the gradient reaches the encoder although argmin has none.
+    code.sum().backward()
+    assert model.encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_vqvae_ema_update_by_hand():
+    model = build("vqvae", TINY, codebook_log2=2, decay=0.9, epsilon=1e-5)
+    dz = TINY.dz
+    before_sum, before_count = model.ema_sum.clone(), model.ema_count.clone()
+    vectors = torch.randn(5, dz)
+    nearest = torch.tensor([0, 0, 2, 3, 0])
+    model.update_codebook(vectors, nearest)
+    counts = torch.tensor([3.0, 0, 1, 1])
+    ema_count = 0.9 * before_count + 0.1 * counts
+    sums = torch.stack([vectors[[0, 1, 4]].sum(0), torch.zeros(dz), vectors[2], vectors[3]])
+    ema_sum = 0.9 * before_sum + 0.1 * sums
+    n = ema_count.sum()
+    smoothed = (ema_count + 1e-5) / (n + 4 * 1e-5) * n
+    torch.testing.assert_close(model.codebook, ema_sum / smoothed[:, None])
+
+
+def test_vqvae_commitment_term():
+    model = build("vqvae", TINY, codebook_log2=4, commitment=10.0)
+    x = batch(2)
+    code, vectors, nearest = model.quantise(model.encode(x))
+    expected = ((model.decoder(code) - x) ** 2).mean() + 10.0 * ((vectors - model.codebook[nearest]) ** 2).mean()
+    torch.testing.assert_close(model.training_losses(x).losses["ae"], expected)
+
+
+def test_acai_alpha_folding():
+    alpha = torch.tensor([0.0, 0.2, 0.5, 0.7, 1.0])
+    torch.testing.assert_close(fold_alpha(alpha), torch.tensor([0.0, 0.2, 0.5, 0.3, 0.0]))
+
+
+def test_acai_equations_by_hand():
+    d_mix, alpha, d_blend = torch.tensor([0.1, 0.4]), torch.tensor([0.3, 0.2]), torch.tensor([0.5, -0.5])
+    # eq. 1: mean((0.1-0.3)², (0.4-0.2)²) + mean(0.25, 0.25) = 0.04 + 0.25
+    torch.testing.assert_close(critic_loss(d_mix, alpha, d_blend), torch.tensor(0.29))
+    x, rec = torch.zeros(2, 1, 1, 1), torch.tensor([1.0, 3.0]).view(2, 1, 1, 1)
+    # eq. 2: mean(1, 9) + 0.5 · mean(0.01, 0.16) = 5 + 0.0425
+    torch.testing.assert_close(autoencoder_loss(rec, x, d_mix, 0.5), torch.tensor(5.0425))
+
+
+def test_acai_step_pairs_with_reversed_batch_and_blends_with_gamma():
+    model = build("acai", TINY, lam=0.5, gamma=0.2)
+    x = batch(4)
+    torch.manual_seed(5)
+    out = model.training_losses(x)
+    torch.manual_seed(5)
+    alpha = fold_alpha(torch.rand(4, 1, 1, 1))
+    z = model.encode(x)
+    z_mix = torch.stack([alpha[i] * z[i] + (1 - alpha[i]) * z[3 - i] for i in range(4)])
+    rec, x_mix = model.decode(z), model.decode(z_mix)
+    d = lambda images: model.critic(images).mean(dim=(1, 2, 3))
+    d_mix, d_blend = d(x_mix), d(0.2 * x + 0.8 * rec)
+    torch.testing.assert_close(out.losses["critic"], ((d_mix - alpha.flatten()) ** 2).mean() + (d_blend**2).mean())
+    torch.testing.assert_close(out.losses["ae"], ((rec - x) ** 2).mean() + 0.5 * (d_mix**2).mean())
+
+
+def test_acai_critic_has_own_weights_and_depth():
+    model = build("acai", TINY, critic_depth=8)
+    assert model.critic[0].out_channels == 8 and model.encoder[0].out_channels == TINY.depth
+    ae = {id(p) for p in model.param_groups()["ae"]["params"]}
+    critic = {id(p) for p in model.param_groups()["critic"]["params"]}
+    assert not ae & critic and len(ae | critic) == len(list(model.parameters()))
+
+
+def test_hparams_validation():
+    with pytest.raises(ConfigError, match="no hyper-parameter"):
+        make_hparams("acai", {"lamda": 1})
+    with pytest.raises(ConfigError, match="unknown model"):
+        make_hparams("gan", {})
+    with pytest.raises(ConfigError, match="keep"):
+        make_hparams("dropout", {"keep": 0})
+    defaults = {name: dataclasses.asdict(make_hparams(name)) for name in MODELS}
+    assert defaults["acai"] == {"lam": 0.5, "gamma": 0.2, "critic_depth": None}
+    assert defaults["vqvae"]["codebook_log2"] == 14 and defaults["vqvae"]["commitment"] == 10.0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_few_hundred_steps_reduce_reconstruction_error(name):
+    from acai.config import TrainConfig
+    from acai.train import build_run, train_step
+
+    config = TrainConfig(model=name, scales=2, depth=4, latent=4, seed=0, lr=1e-3,
+                         hparams={"codebook_log2": 6} if name == "vqvae" else {})
+    run = build_run(config)
+    probe_x = LinesSource().train_batch(seed=99, step=0, batch_size=256)[0]
+
+    def error():
+        with torch.no_grad():
+            run.model.eval()
+            if name == "vae":
+                return ((run.model.decode(run.model.posterior(probe_x)[1].view(-1, *run.model.arch.latent_shape))
+                         - probe_x) ** 2).mean().item()
+            return ((run.model.decode(run.model.encode(probe_x)) - probe_x) ** 2).mean().item()
+
+    before = error()
+    for step in range(200):
+        x, y = run.source.train_batch(0, step, 32)
+        run.model.train()
+        train_step(run, x, y)
+    after = error()
+    assert after < 0.8 * before, (before, after)

@@ -1,0 +1,122 @@
+"""The training loop: losses per group, evaluation protocol, checkpoints and resume."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import acai.train as training
+from acai.config import ConfigError, TrainConfig
+from acai.train import build_run, summarise, train, train_step
+
+
+def tiny(model="acai", **overrides):
+    values = dict(model=model, scales=2, depth=4, latent=4, samples=512, batch=16, eval_every=128,
+                  checkpoint_seconds=1e9, seed=1, eval_pairs=16)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_each_group_is_updated_only_by_its_own_loss():
+    run = build_run(tiny("acai"))
+    x, y = run.source.train_batch(0, 0, 16)
+    state = torch.get_rng_state()  # the same α draw for the hand computation and the trainer
+    out = run.model.training_losses(x)
+    g_ae = torch.autograd.grad(out.losses["ae"], run.groups["ae"], retain_graph=True)
+    g_critic = torch.autograd.grad(out.losses["critic"], run.groups["critic"], retain_graph=True)
+    # The autoencoder's λ·d(x̂_α)² term does reach the critic's weights; it must not be applied there.
+    leaked = torch.autograd.grad(out.losses["ae"] + out.losses["critic"], run.groups["critic"])
+    assert any(not torch.allclose(a, b) for a, b in zip(g_critic, leaked))
+    torch.set_rng_state(state)
+    train_step(run, x, y)
+    for params, grads in ((run.groups["ae"], g_ae), (run.groups["critic"], g_critic)):
+        for p, g in zip(params, grads):
+            torch.testing.assert_close(p.grad, g)
+
+
+def test_probe_reads_stopped_gradient_features():
+    run = build_run(tiny("baseline"))
+    x, y = run.source.train_batch(0, 0, 16)
+    encoder_before = [p.detach().clone() for p in run.model.encoder.parameters()]
+    run.optimizers["ae"].param_groups[0]["lr"] = 0.0  # only the probe may move now
+    train_step(run, x, y)
+    for before, p in zip(encoder_before, run.model.encoder.parameters()):
+        torch.testing.assert_close(before, p.detach())
+    assert run.probe.weight.grad.abs().sum() > 0
+
+
+def test_train_writes_metrics_log_and_checkpoint(tmp_path):
+    metrics = train(tiny("baseline"), tmp_path / "run", progress=False)
+    for key in ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds"):
+        assert key in metrics
+    assert metrics["samples"] == 512 and metrics["evaluations"] == 4
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["samples"] for entry in log] == [128, 256, 384, 512]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["config"]["model"] == "baseline"
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_same_seed_same_run(tmp_path):
+    a = train(tiny("vae", samples=256), tmp_path / "a", progress=False)
+    b = train(tiny("vae", samples=256), tmp_path / "b", progress=False)
+    c = train(tiny("vae", samples=256, seed=2), tmp_path / "c", progress=False)
+    assert a["mean_distance"] == b["mean_distance"] and a["probe_accuracy"] == b["probe_accuracy"]
+    assert a["mean_distance"] != c["mean_distance"]
+
+
+@pytest.mark.parametrize("model", ["acai", "vqvae", "dropout"])
+def test_killed_run_resumes_to_identical_metrics(tmp_path, monkeypatch, model):
+    config = tiny(model, hparams={"codebook_log2": 6} if model == "vqvae" else {})
+    whole = train(config, tmp_path / "whole", progress=False)
+
+    real_evaluate = training.evaluate
+    calls = {"n": 0}
+
+    def dying_evaluate(run):  # the process dies during the third evaluation
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise SystemExit("killed")
+        return real_evaluate(run)
+
+    monkeypatch.setattr(training, "evaluate", dying_evaluate)
+    with pytest.raises(SystemExit):
+        train(config, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, tmp_path / "killed", progress=False)
+    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    for key in ("mean_distance", "smoothness", "probe_accuracy"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9, nan_ok=True), key
+    assert resumed["samples"] == whole["samples"]
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    train(tiny("baseline", samples=128), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="different lr"):
+        train(tiny("baseline", samples=256, lr=1e-3), tmp_path / "run", resume=True, progress=False)
+    longer = train(tiny("baseline", samples=256), tmp_path / "run", resume=True, progress=False)
+    assert longer["samples"] == 256  # a larger budget continues the same run
+
+
+def test_reported_value_is_median_of_last_window():
+    history = [{"mean_distance": float(v), "smoothness": math.nan if v == 3 else v / 10} for v in range(30)]
+    summary = summarise(history, 20)
+    assert summary["mean_distance"] == np.median(np.arange(10, 30))
+    assert summary["smoothness"] == pytest.approx(np.median(np.arange(10, 30)) / 10)
+    assert summarise(history[:3], 20)["mean_distance"] == 1.0  # fewer evaluations than the window
+    assert math.isnan(summarise([{"smoothness": math.nan}], 20)["smoothness"])
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="unknown configuration key"):
+        TrainConfig.from_dict({"modle": "acai"})
+    with pytest.raises(ConfigError, match="samples must be positive"):
+        TrainConfig(samples=0)
+    with pytest.raises(ConfigError, match="not a multiple"):
+        TrainConfig(data="mnist", dz=33).arch(colors=1)
+    assert TrainConfig(data="mnist", dz=256).arch(colors=1).latent == 16
+    assert TrainConfig(data="lines", model="vqvae").arch(colors=1).dz == 256
+    assert TrainConfig(data="lines").arch(colors=1).dz == 64
