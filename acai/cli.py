@@ -33,7 +33,8 @@ def cmd_train(args) -> None:
 
     config = TrainConfig(model=args.model, data=args.data, samples=args.samples, batch=args.batch, lr=args.lr,
                          seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
-                         dz=args.dz, hparams=parse_hparams(args.hp))
+                         dz=args.dz, scales=args.scales, depth=args.depth, latent=args.latent,
+                         hparams=parse_hparams(args.hp))
     metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
     shown = {k: metrics[k] for k in ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
              if k in metrics}
@@ -89,6 +90,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=positive_int, default=1 << 16, help="samples between evaluations (65536)")
     p.add_argument("--dz", type=positive_int, default=None, help="latent size d_z (e.g. 32 or 256 on MNIST)")
+    p.add_argument("--scales", type=positive_int, default=None, help="override the data set's number of scales")
+    p.add_argument("--depth", type=positive_int, default=None, help="override the first layer's width")
+    p.add_argument("--latent", type=positive_int, default=None, help="override the latent channels")
     p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")

@@ -20,6 +20,10 @@ FOLDER_ARCH = Arch(scales=3, depth=64, latent=2, colors=3)
 MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
 
 
+# Fields that change how a run is carried out or reported, not what it learns.
+REPORTING_FIELDS = ("eval_window", "device", "checkpoint_seconds")
+
+
 @dataclass
 class TrainConfig:
     model: str = "acai"
@@ -58,6 +62,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def trained_fields(self) -> dict:
+        """What identifies the training itself (a finished run is reused only if these match)."""
+        return {k: v for k, v in self.to_dict().items() if k not in REPORTING_FIELDS}
 
     @property
     def steps(self) -> int:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig
+from .config import REPORTING_FIELDS, ConfigError, TrainConfig
 from .data import get_source
 from .lines import evaluate as lines_evaluate
 from .lines import interpolate_codes
@@ -188,11 +188,13 @@ def load_run(out: Path, config: TrainConfig | None = None) -> Run:
     state = ckpt.load_torch(path)
     saved = TrainConfig.from_dict(state["config"])
     if config is not None:
-        differ = [k for k, v in config.to_dict().items() if k not in ("samples", "device") and saved.to_dict()[k] != v]
+        free = ("samples", *REPORTING_FIELDS)  # a resumed run may get a larger budget
+        differ = [k for k, v in config.to_dict().items() if k not in free and saved.to_dict()[k] != v]
         if differ:
             raise ConfigError(f"--resume: {out} holds a run with different {', '.join(differ)}; "
                               "use the same settings or another --out")
-        saved.samples, saved.device = config.samples, config.device
+        for key in free:
+            setattr(saved, key, getattr(config, key))
     run = build_run(saved)
     run.load_state_dict(state)
     return run
@@ -208,32 +210,31 @@ def train(config: TrainConfig, out, resume: bool = False, progress: bool = True)
     cfg = run.config
     bar = tqdm(total=cfg.steps * cfg.batch, initial=run.step * cfg.batch, unit="sample", unit_scale=True,
                disable=not progress, desc=f"{cfg.model}/{cfg.data}/seed{cfg.seed}", dynamic_ncols=True)
-    started, last_save, start_step = time.perf_counter(), time.perf_counter(), run.step
+    tick = last_save = time.perf_counter()  # run.seconds counts training only, not evaluation or saving
+    window = (run.step, tick)  # for the samples/s shown on the bar
     try:
         while run.step < cfg.steps:
             x, y = run.source.train_batch(cfg.seed, run.step, cfg.batch)
             logs = train_step(run, to_device(x, run.device), to_device(y, run.device))
             run.step += 1
             bar.update(cfg.batch)
-            now = time.perf_counter()
-            if run.step % 25 == 0 and progress:
-                rate = (run.step - start_step) * cfg.batch / (now - started)
+            if progress and run.step % 25 == 0:
+                now = time.perf_counter()
+                rate = (run.step - window[0]) * cfg.batch / (now - window[1])
+                window = (run.step, now)
                 bar.set_postfix({k: f"{v.item():.4g}" for k, v in logs.items()} | {"samples/s": f"{rate:.0f}"})
-            if run.step % cfg.eval_every_steps == 0 or run.step == cfg.steps:
-                run.seconds += now - started
-                started = now
-                run.history.append(evaluate(run))
-                bar.write(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in run.history[-1].items()}))
+            evaluate_now = run.step % cfg.eval_every_steps == 0 or run.step == cfg.steps
+            if evaluate_now or time.perf_counter() - last_save > cfg.checkpoint_seconds:
+                run.seconds += time.perf_counter() - tick
+                if evaluate_now:
+                    run.history.append(evaluate(run))
+                    bar.write(json.dumps({k: round(v, 6) if isinstance(v, float) else v
+                                          for k, v in run.history[-1].items()}))
                 save_checkpoint(run, out)
-                last_save = time.perf_counter()
-                started += last_save - now  # evaluation time is not training time
-            elif now - last_save > cfg.checkpoint_seconds:
-                run.seconds += now - started
-                started = now
-                save_checkpoint(run, out)
-                last_save = time.perf_counter()
+                tick = last_save = time.perf_counter()
+                window = (run.step, tick)
     except KeyboardInterrupt:
-        run.seconds += time.perf_counter() - started
+        run.seconds += time.perf_counter() - tick
         save_checkpoint(run, out)
         bar.close()
         raise

@@ -1,0 +1,68 @@
+"""The command line: a tiny run end to end, and one clear line with exit code 2 on bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from acai.cli import main
+from acai.reproduce import reproduce_table1
+
+TINY_ARGS = ["--samples", "256", "--batch", "16", "--eval-every", "128", "--quiet", "--scales", "2", "--depth", "4", "--latent", "4"]
+
+
+def test_train_then_interpolate(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "baseline", "--seed", "3", "--out", str(run), *TINY_ARGS]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["samples"] == 256 and metrics["seed"] == 3
+    assert {"mean_distance", "smoothness", "probe_accuracy", "seconds"} <= set(metrics)
+    png = tmp_path / "grid.png"
+    assert main(["interpolate", str(run), "--out", str(png), "--pairs", "3", "--steps", "5"]) == 0
+    image = Image.open(png)
+    assert image.size[0] > image.size[1] > 0  # 3 rows of 5 images
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "acai", "--hp", "lamda=1", "--out", "{tmp}/a"], "no hyper-parameter lamda"),
+    (["train", "--model", "acai", "--data", "imagenet", "--out", "{tmp}/b"], "unknown data set"),
+    (["train", "--model", "acai", "--dz", "30", "--out", "{tmp}/c"], "not a multiple"),
+    (["interpolate", "{tmp}/missing", "--out", "{tmp}/x.png"], "no checkpoint"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("acai: error:") and "\n" not in err
+
+
+def test_argparse_errors_exit_2_in_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "acai.cli", "train", "--model", "gan", "--out", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "acai.cli", "train", "--model", "acai", "--samples", "-5",
+                             "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "positive integer" in result.stderr
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--model", "baseline", "--out", run, *TINY_ARGS]) == 0
+    assert main(["train", "--model", "baseline", "--out", run, *TINY_ARGS]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_reproduce_table1_writes_table_and_figure_and_skips_finished_runs(tmp_path, capsys):
+    small = dict(samples=64, batch=16, eval_every=32, scales=2, depth=4, latent=4, eval_pairs=8)
+    rows = reproduce_table1(tmp_path, models=["baseline", "acai"], seeds=2, progress=False, overrides=small)
+    assert [r["model"] for r in rows] == ["baseline", "acai"] and rows[0]["runs"] == 2
+    table = (tmp_path / "table1.md").read_text()
+    assert "| acai |" in table and "0.24 ± 0.01" in table and "6.88 ± 0.21" in table  # the paper's numbers beside
+    assert {"table1.csv", "table1.json", "figure3.png"} <= {p.name for p in tmp_path.iterdir()}
+    figure = Image.open(tmp_path / "figure3.png")
+    assert figure.size[1] > 3 * 32  # ideal row + two model rows
+    stamp = (tmp_path / "runs" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns
+    reproduce_table1(tmp_path, models=["baseline", "acai"], seeds=2, progress=False, overrides=small)
+    assert (tmp_path / "runs" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns == stamp
