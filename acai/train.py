@@ -228,8 +228,9 @@ def train(config: TrainConfig, out, resume: bool = False, progress: bool = True)
                 run.seconds += time.perf_counter() - tick
                 if evaluate_now:
                     run.history.append(evaluate(run))
-                    bar.write(json.dumps({k: round(v, 6) if isinstance(v, float) else v
-                                          for k, v in run.history[-1].items()}))
+                    if progress:
+                        bar.write(json.dumps({k: round(v, 6) if isinstance(v, float) else v
+                                              for k, v in run.history[-1].items()}))
                 save_checkpoint(run, out)
                 tick = last_save = time.perf_counter()
                 window = (run.step, tick)
