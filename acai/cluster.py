@@ -11,9 +11,10 @@ Protocol (SPEC 5, "Clustering"):
      under the best one-to-one cluster <-> class mapping (Hungarian).
 
 Why K-Means is batched here. 1,000 restarts on 60,000 codes is ~10^5 Lloyd
-iterations; one restart at a time (as scikit-learn runs them) that is tens of
-minutes on a small CPU, because each iteration's (N, D) @ (D, K) product with
-K = 10 is bound by reading x, not by arithmetic. Here a pool of P restarts
+iterations; one restart at a time (as scikit-learn runs them) that took
+~8 minutes for D = 256 on the 2-core dev machine (benchmarks/cluster.py),
+because each iteration's (N, D) @ (D, K) product with K = 10 is bound by
+reading x, not by arithmetic. Here a pool of P restarts
 runs side by side: their centroids form one (P·K, D) matrix, so one E-step
 for all of them is a single wide matmul that BLAS runs near peak. Around it:
 
@@ -170,10 +171,11 @@ class _Pool:
         the float for non-negative values (all negative values, i.e. rounding
         noise around 0, sort below them), so replacing its lowest `bits` bits
         by k and taking the integer minimum over the K slices yields the
-        nearest centroid's index in its low bits. The price is ties broken
-        at 2^-(23-bits) relative precision (2e-6 for K = 10), below the
-        float32 error of the distances themselves. Rows go in blocks so the
-        (P·K, B) distances stay in cache.
+        nearest centroid's index in its low bits. The price: distances
+        within 2^-(mantissa bits - bits) of each other (relative; 2e-6 for K = 10 in float32) count
+        as tied and go to the lower index, a resolution of the same order as
+        the float32 rounding of the distances themselves. Rows go in blocks
+        so the (P·K, B) distances stay in cache.
 
         M-step, incremental (`_move`). sums[p, j] = Σ of the points that
         restart p labels j; a point whose label changed moves its row from
@@ -294,7 +296,8 @@ def _run_pool(pool: _Pool, rids: list[int], init_idx: np.ndarray, iterations: in
 
 def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 0,
            device: str = "cpu", *, dtype: torch.dtype = torch.float32,
-           workers: int | None = None, pool_columns: int = 1280, block_bytes: int = 2 << 20,
+           workers: int | None = None, pool_columns: int | None = None,
+           block_bytes: int | None = None,
            memory_mb: float = 1024, progress: bool | None = None,
            info: dict | None = None) -> tuple[torch.Tensor, float]:
     """Best of `restarts` Lloyd K-Means runs on x (N, D); returns (centroids, inertia).
@@ -312,8 +315,10 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
     per core on a CPU (default: torch.get_num_threads(); 1 on a GPU); while
     they run, torch's intra-op threads are set to 1 and restored after.
     pool_columns: P·K per pool (P = restarts side by side); block_bytes: size
-    of one block of distances; memory_mb caps the pools' labels (N bytes per
-    restart) and sums. Deterministic for a given seed, device and workers.
+    of one block of distances (both defaults depend on the device);
+    memory_mb: budget that caps P, counting per restart its labels (N bytes),
+    sums, and the ~100·N bytes of (restart, point) pairs its first M-step
+    moves. Deterministic for a given seed, device and workers.
 
     `info`, if given, is filled with run statistics (every restart's inertia
     and iterations, the best restart, ...).
@@ -324,6 +329,11 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
     x64 = torch.as_tensor(_as_numpy_2d(x), device=device)
     n, d = x64.shape
     init_idx = _init_indices(n, k, restarts, seed)
+    # K-Means is blind to a translation; centring keeps ||x||² small, so the
+    # float32 distances and the closed-form inertia below lose no digits to
+    # an offset that the (whitened) codes of SPEC 5 do not have anyway.
+    offset = x64.mean(0)
+    x64 = x64 - offset
     # x augmented to [x, ||x||², 1, 0…] (width padded to a multiple of 8 for
     # the matmul kernels) so that the E-step matmul yields squared distances.
     sq = (x64 * x64).sum(1)
@@ -337,8 +347,18 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
     on_cpu = x64.device.type == "cpu"
     if workers is None:
         workers = torch.get_num_threads() if on_cpu else 1
+    # CPU: 640 columns (P = 64 restarts for K = 10) keep the (P·K, D)
+    # centroid matrix within a core's 1 MB L2 cache, measurably faster than
+    # 1,280 or 2,560; 1 MB blocks of distances suit D = 256, while narrow
+    # codes (a cheap matmul per row) gain from 4x longer blocks that cut the
+    # per-block overhead (measured: D = 32, 1.34 vs 1.43 ms per restart
+    # iteration). A GPU wants everything at once (untested: no GPU here).
+    if pool_columns is None:
+        pool_columns = 640 if on_cpu else 16384
+    if block_bytes is None:
+        block_bytes = (1 << 20) * min(4, max(1, 256 // width)) if on_cpu else 1 << 30
     workers = max(1, min(workers, restarts))
-    per_restart = n + (k + 1) * (d + 1) * 8 * 2 + k * d * 4
+    per_restart = 101 * n + (k + 1) * (d + 1) * 8 * 2 + k * d * 4 * 3
     slots = max(1, min(pool_columns // k, int(memory_mb * 2**20 // (workers * per_restart)),
                        -(-restarts // workers)))
     block_rows = max(64, min(n, block_bytes // (4 * slots * k)))
@@ -378,6 +398,7 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
             bar.close()
     value, rid, centroids = min(results, key=lambda r: r[:2])
     inertia = _objective64(x64, centroids)
+    centroids = centroids + offset
     if info is not None:
         info.update(best_restart=rid, best_iterations=int(n_iters[rid]), selection_inertia=value,
                     inertias=inertias, iterations=n_iters, total_iterations=total_iters[0],
@@ -386,22 +407,28 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
     return centroids, inertia
 
 
-def _objective64(x64: torch.Tensor, centroids64: torch.Tensor, block_rows: int = 2048) -> float:
-    """Σ_n min_k ||x_n - c_k||² in float64, from differences (no expansion)."""
-    total = 0.0
-    for s in range(0, len(x64), block_rows):
-        xb = x64[s:s + block_rows]
-        total += float(((xb[:, None, :] - centroids64[None]) ** 2).sum(2).min(1).values.sum())
-    return total
+def _sq_dist64(x64: torch.Tensor, centroids64: torch.Tensor) -> torch.Tensor:
+    """(N, K) squared distances in float64 via ||x||² - 2x·c + ||c||².
+
+    In float64 the expansion loses ~1e-16 of ||x||², far below anything the
+    clustering can resolve, and costs one matmul instead of an (N, K, D)
+    tensor of differences.
+    """
+    c = centroids64.to(x64.device)
+    d2 = torch.addmm((c * c).sum(1), x64, c.t(), alpha=-2.0)
+    return d2.add_((x64 * x64).sum(1, keepdim=True)).clamp_min_(0)
+
+
+def _objective64(x64: torch.Tensor, centroids64: torch.Tensor) -> float:
+    """Σ_n min_k ||x_n - c_k||² in float64."""
+    return float(_sq_dist64(x64, centroids64).min(1).values.sum())
 
 
 def assign(x, centroids) -> np.ndarray:
     """Index of the nearest centroid for each row of x, in float64."""
     x64 = torch.as_tensor(_as_numpy_2d(x))
     c = torch.as_tensor(centroids).detach().to(device="cpu", dtype=torch.float64)
-    out = [((x64[s:s + 2048, None, :] - c[None]) ** 2).sum(2).argmin(1)
-           for s in range(0, len(x64), 2048)]
-    return torch.cat(out).numpy()
+    return _sq_dist64(x64, c).argmin(1).numpy()
 
 
 # --------------------------------------------------------------------------
