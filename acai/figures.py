@@ -1,6 +1,7 @@
 """Pictures: interpolation grids like the paper's Figures 3 and 5-10."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,6 @@ def grid_image(rows: np.ndarray, labels: list[str] | None = None, scale: int = 2
 
 
 def save_png(image: Image.Image, path) -> Path:
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     save_bytes(buffer.getvalue(), path)

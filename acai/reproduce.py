@@ -120,8 +120,8 @@ def write_table(rows: list[dict], markdown: str, out: Path, stem: str) -> None:
 def figure3(run_dirs: dict[str, Path], path: Path) -> Path:
     """One row per model: its interpolation between the same two lines (Figure 3)."""
     start, end = (LinesSource.batch_from_angles(np.array([a]))[0] for a in FIGURE3_ANGLES)
-    target = torch.from_numpy(LinesSource.batch_from_angles(np.linspace(*FIGURE3_ANGLES, 16))[0].numpy())
-    rows, labels = [target[None].numpy()], ["ideal"]
+    ideal = LinesSource.batch_from_angles(np.linspace(*FIGURE3_ANGLES, 16))[0].numpy()  # (16, 1, 32, 32)
+    rows, labels = [ideal[None]], ["ideal"]
     for model, run_dir in run_dirs.items():
         torch.manual_seed(0)  # the VAE samples its codes
         rows.append(interpolation_rows(load_run(run_dir).model, start, end))
