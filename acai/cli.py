@@ -29,17 +29,30 @@ def parse_hparams(items: list[str]) -> dict:
 
 
 def cmd_train(args) -> None:
+    import dataclasses
+
+    from .stacked import train_stacked
     from .train import train
 
     config = TrainConfig(model=args.model, data=args.data, samples=args.samples, batch=args.batch, lr=args.lr,
                          seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
                          dz=args.dz, scales=args.scales, depth=args.depth, latent=args.latent,
-                         hparams=parse_hparams(args.hp))
-    metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
-    shown = {k: metrics[k] for k in ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
-             if k in metrics}
-    print(" ".join(f"{k}={v:.6g}" for k, v in shown.items()))
-    print(f"wrote {Path(args.out) / 'metrics.json'}")
+                         precision=args.precision, hparams=parse_hparams(args.hp))
+
+    def shown(metrics: dict) -> str:
+        keys = ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
+        return " ".join(f"{k}={metrics[k]:.6g}" for k in keys if k in metrics)
+
+    if args.seeds == 1:
+        metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
+        print(shown(metrics))
+        print(f"wrote {Path(args.out) / 'metrics.json'}")
+        return
+    # K seeds trained at once with stacked weights, each in its own OUT/seed{s}/ run folder.
+    configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
+    outs = [Path(args.out) / f"seed{c.seed}" for c in configs]
+    for metrics, out in zip(train_stacked(configs, outs, resume=args.resume, progress=not args.quiet), outs):
+        print(f"seed {metrics['seed']}: {shown(metrics)} -> wrote {out / 'metrics.json'}")
 
 
 def cmd_interpolate(args) -> None:
@@ -60,11 +73,49 @@ def cmd_interpolate(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
+    from . import reproduce_real
     from .reproduce import reproduce_table1
 
+    out = args.out or f"results/{'table1' if args.what == 'table1' else 'real'}-{args.preset}"
+    common = dict(preset=args.preset, models=args.models, device=args.device, progress=not args.quiet)
+    stack = {"auto": None, "on": True, "off": False}[args.stack]
     if args.what == "table1":
-        reproduce_table1(args.out, preset=args.preset, seeds=args.seeds, models=args.models,
-                         device=args.device, progress=not args.quiet)
+        if args.datasets or args.latents:
+            raise ConfigError("table1 is the lines benchmark; --datasets and --latents are for table2, table3, figures")
+        reproduce_table1(out, seeds=args.seeds, stack=stack, **common)
+        return
+    common.update(datasets=args.datasets, latents=args.latents, data_dir=args.data_dir)
+    if args.what == "figures":
+        reproduce_real.reproduce_figures(out, **common)
+    elif args.what == "table2":
+        reproduce_real.reproduce_table2(out, seeds=args.seeds, stack=stack, **common)
+    else:
+        reproduce_real.reproduce_table3(out, seeds=args.seeds, restarts=args.restarts, stack=stack, **common)
+
+
+def cmd_probe(args) -> None:
+    from .represent import pixel_probe, run_probe
+
+    if (args.run is None) == (args.data is None):
+        raise ConfigError("give either a run folder (its codes) or --data NAME (raw pixels), not both or neither")
+    options = dict(samples=args.samples, eval_every=args.eval_every, window=args.window, seed=args.seed,
+                   progress=not args.quiet)
+    if args.run is not None:
+        result, what = run_probe(args.run, **options), f"codes of {args.run}"
+    else:
+        result, what = pixel_probe(args.data, args.data_dir, **options), f"pixels of {args.data}"
+    print(f"linear probe on the {what}: test accuracy {result['accuracy']:.2f}% "
+          f"(median of the last {min(args.window, len(result['history']))} evaluations, "
+          f"{result['samples']:,} samples, {result['seconds']:.0f} s)")
+
+
+def cmd_cluster(args) -> None:
+    from .represent import cluster_run
+
+    result = cluster_run(args.run, args.restarts, args.iterations, args.seed, progress=not args.quiet)
+    print(f"K-Means on {result['codes'][0]:,} x {result['codes'][1]} codes of {args.run}: test accuracy "
+          f"{result['accuracy']:.2f}% ({args.restarts} restarts, best inertia {result['inertia']:.6g}, "
+          f"{result['seconds']:.0f} s); wrote {Path(args.run) / 'cluster.json'}")
 
 
 def positive_int(text: str) -> int:
@@ -96,8 +147,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: forward passes under autocast, weights and evaluation float32 (default float32)")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, metrics.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="train seeds SEED..SEED+K-1 at once (stacked weights) into OUT/seed{s}/ (default 1: OUT)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -109,15 +164,41 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_interpolate)
 
-    p = sub.add_parser("reproduce", help="reproduce a table of the paper")
-    p.add_argument("what", choices=["table1"])
+    p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper")
+    p.add_argument("what", choices=["table1", "table2", "table3", "figures"])
     p.add_argument("--preset", default="quick", choices=["quick", "cpu", "paper"])
-    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--datasets", nargs="+", default=None, help="subset of the data sets (table2/3, figures)")
+    p.add_argument("--latents", nargs="+", type=positive_int, default=None,
+                   help="latent sizes d_z (default: the paper's; quick: the first only)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="seeds per model (tables show mean ± std)")
+    p.add_argument("--stack", choices=["auto", "on", "off"], default="auto",
+                   help="train the seeds of a model together with stacked weights (auto: on a GPU)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
+    p.add_argument("--restarts", type=positive_int, default=1000, help="K-Means restarts for table3 (1000)")
+    p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", default=None, help="results folder (default results/table1-PRESET or results/real-PRESET)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("probe", help="linear probe on a trained run's codes, or on raw pixels (--data)")
+    p.add_argument("run", nargs="?", default=None, help="run folder written by `acai train`")
+    p.add_argument("--data", default=None, help="probe the raw pixels of this data set instead (the paper's baseline)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--samples", type=positive_int, default=1 << 24, help="training samples (2^24, as the paper)")
+    p.add_argument("--eval-every", type=positive_int, default=1 << 16)
+    p.add_argument("--window", type=positive_int, default=20, help="report the median of the last this-many")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("cluster", help="K-Means clustering accuracy of a trained run's codes (table 3)")
+    p.add_argument("run", help="run folder written by `acai train`")
+    p.add_argument("--restarts", type=positive_int, default=1000)
+    p.add_argument("--iterations", type=positive_int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_cluster)
     return parser
 
 

@@ -10,6 +10,7 @@ release does (the reference vectors in shared/reference confirm both).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -78,33 +79,202 @@ def reference_angles() -> np.ndarray:
     return 2 * np.pi * np.arange(NUM_REFERENCES) / NUM_REFERENCES
 
 
+# Every float64 cosine computed below (the sparse form of `_ReferenceIndex.cosines`,
+# a float64 matrix product in the fallback) is within ~1e-12 of the exact value for
+# references of norm >= 1 (|rounding| <= ~1024 u (sum|x| + |x||ink|) / (|x||r|),
+# u = 2^-53); SLOP bounds that error with a wide margin yet stays far below the gap
+# between distinct references (neighbouring lines differ by ~1e-6 in cosine).
+_SLOP = 1e-10
+_FLOAT32_U = 2.0 ** -24
+
+
+def _first_best(query: torch.Tensor, ref: torch.Tensor, score: torch.Tensor, n: int):
+    """Per query, the highest score and, among equal highest, the lowest ref index.
+
+    query, ref, score: (P,) pairs; every query 0..n-1 appears at least once.
+    """
+    best = torch.full((n,), -math.inf, dtype=score.dtype).scatter_reduce(0, query, score, "amax")
+    winner = torch.where(score == best[query], ref, torch.iinfo(torch.int64).max)
+    index = torch.full((n,), torch.iinfo(torch.int64).max).scatter_reduce(0, query, winner, "amin")
+    return best, index
+
+
+def _nonzero(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """mask.nonzero(as_tuple=True) for a sparse (C, N) bool mask with N % 8 == 0, faster:
+    scan it as int64 words of 8 flags first, then expand only the words that are set."""
+    if mask.shape[1] % 8:
+        return mask.nonzero(as_tuple=True)
+    word_row, word = mask.view(torch.int64).nonzero(as_tuple=True)
+    pick, bit = mask.view(len(mask), -1, 8)[word_row, word].nonzero(as_tuple=True)
+    return word_row[pick], word[pick] * 8 + bit  # sorted by row, then column
+
+
+def _ieee_float32_matmul() -> bool:
+    """Whether float32 products are plain float32 (not bf16/tf32, see set_float32_matmul_precision)."""
+    mkldnn = getattr(torch.backends.mkldnn, "matmul", None)
+    return (torch.get_float32_matmul_precision() == "highest"
+            and (mkldnn is None or mkldnn.fp32_precision in ("none", "ieee")))
+
+
+def _argmax(ub: torch.Tensor, stride: int = 16) -> torch.Tensor:
+    """ub.argmax(dim=1) of a (C, N) matrix, cheaper: a vectorised amax over `stride`
+    strided slices picks a column j, then the argmax over j, j + N/stride, ... (C,)."""
+    if ub.shape[1] % stride:
+        return ub.argmax(dim=1)
+    width = ub.shape[1] // stride
+    column = ub.view(len(ub), stride, width).amax(dim=1).argmax(dim=1)  # (C,)
+    members = column[:, None] + width * torch.arange(stride)  # (C, stride)
+    return members.gather(1, ub.gather(1, members).argmax(dim=1, keepdim=True))[:, 0]
+
+
+class _ReferenceIndex:
+    """Exact nearest-cosine search over fixed reference images (rows of `raw`).
+
+    The answer is the first argmax, over ALL references, of the float64 cosine
+    x·r / (|x| |r|) computed by `cosines` (the release's formula).  Lines are
+    background (-1) plus a little ink, so x·r = x·ink_r - sum(x) takes ~45
+    multiply-adds instead of 1024.  Scoring all 10,000 references even so is
+    too slow; a certified filter skips those that provably cannot win:
+
+    In a k-dimensional PCA basis B of the unit references, a unit query
+    q = B c_q + q_res and a unit reference r = B c_r + r_res (orthogonal
+    parts) satisfy q·r = c_q·c_r + q_res·r_res <= c_q·c_r + |q_res| |r_res|, so
+    one float32 product of the (k+1)-vectors (c_q, |q_res|) and (c_r, |r_res|)
+    bounds every cosine from above (`ub`, up to float32 rounding `err32`).  The
+    reference with the highest ub is scored exactly, giving a lower bound L on
+    the best cosine; only references with ub + err32 >= L are scored (~65 per
+    noisy line, fewer for clean or blurry images).
+
+    A query with more than `max_candidates` candidates (pure noise) falls back
+    to one float64 product against all references, and scores exactly those
+    within 4 SLOP of its best: a reference further below can lose to it under
+    `cosines` too, as both computations are within SLOP of the exact cosine.
+    """
+
+    def __init__(self, raw: torch.Tensor, basis_dim: int = 96, max_candidates: int = 1024):
+        raw = raw.double()  # (N, D) images, background -1
+        self.norms = raw.norm(dim=1)  # (N,)
+        self.max_candidates = max_candidates
+        self._build_sparse(raw + 1.0)  # exact: float32 pixels + 1 fit in float64
+        self._build_basis(raw / self.norms[:, None], basis_dim)
+
+    def _build_sparse(self, ink: torch.Tensor) -> None:
+        # ELL layout: (N, M) column indices and values, padded with (0, 0.0).
+        nonzero = ink != 0
+        width = max(1, int(nonzero.sum(dim=1).max()))
+        order = nonzero.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]  # (N, M)
+        self.ink_index = order.contiguous()
+        self.ink_value = ink.gather(1, order).contiguous()  # zeros where padded
+
+    def _build_basis(self, unit: torch.Tensor, k: int) -> None:
+        k = min(k, unit.shape[1])
+        _, vectors = torch.linalg.eigh(unit.T @ unit)  # ascending eigenvalues
+        self.basis = vectors[:, -k:].flip(1).contiguous()  # (D, k) orthonormal, top-k PCA directions
+        coeff = unit @ self.basis  # (N, k)
+        residual = (unit - coeff @ self.basis.T).norm(dim=1) + 1e-9  # (N,) |r_res|, rounded up
+        self.keys = torch.cat([coeff, residual[:, None]], dim=1).float().contiguous()  # (N, k+1)
+        self.unit = unit  # (N, D) float64, for the fallback
+        # float32 rounding of a (k+1)-term product of vectors of norm <= 1, plus the
+        # rounding of both inputs to float32: |error| <= (k+3) u; 1% and SLOP spare.
+        self.err32 = 1.01 * (k + 4) * _FLOAT32_U + _SLOP
+
+    def cosines(self, images: torch.Tensor, stats: tuple, query: torch.Tensor, ref: torch.Tensor,
+                chunk: int = 1 << 16) -> torch.Tensor:
+        """float64 cosines of pairs (images[query[p]], reference ref[p]): (P,) -> (P,).
+
+        images: (Q, D) float64; stats: their (sum, norm), each (Q,).
+        """
+        total, norm = stats
+        flat, width = images.reshape(-1), images.shape[1]
+        out = torch.empty(len(query), dtype=torch.float64)
+        for s in range(0, len(query), chunk):
+            q, r = query[s:s + chunk], ref[s:s + chunk]
+            ink = flat.take(self.ink_index.index_select(0, r).add_(q[:, None] * width))  # (p, M) pixels on ink
+            dot = torch.bmm(ink[:, None, :], self.ink_value.index_select(0, r)[:, :, None])[:, 0, 0]  # (p,)
+            out[s:s + chunk] = (dot - total[q]) / (norm[q] * self.norms[r])
+        return out
+
+    def nearest(self, images: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images (Q, D) float64 with nonzero norms -> (best cosine, index, fell back), each (Q,)."""
+        stats = images.sum(dim=1), images.norm(dim=1)  # what `cosines` needs, (Q,) each
+        lookup, keys, err = self._lookup(images, stats[1]), self.keys, self.err32  # (Q, k+1), (N, k+1)
+        if not _ieee_float32_matmul():  # bf16 products would void err32: bound in float64
+            lookup, keys, err = lookup.double(), keys.double(), 2 * _SLOP
+        query, ref, dense = [], [], []
+        for start in range(0, len(images), chunk):
+            rows = torch.arange(start, min(start + chunk, len(images)))
+            ub = lookup[rows] @ keys.T  # (C, N) upper bounds on the cosines, up to err
+            # L = cosine of the top reference - 2 SLOP: every reference ruled out has
+            # a computed cosine < L + SLOP <= the best one, so it can neither win nor tie.
+            threshold = self.cosines(images, stats, rows, _argmax(ub)) - 2 * _SLOP - err
+            row, col = _nonzero(ub >= (threshold - 2.0 ** -22).to(ub.dtype)[:, None])  # rounded down
+            few = torch.bincount(row, minlength=len(rows)) <= self.max_candidates  # (C,)
+            query.append(rows[row[few[row]]])
+            ref.append(col[few[row]])
+            dense.append(rows[~few])
+        dense = torch.cat(dense)
+        dense_query, dense_ref = self._fallback(images, stats, dense)
+        query, ref = torch.cat(query + [dense_query]), torch.cat(ref + [dense_ref])
+        cosine, index = _first_best(query, ref, self.cosines(images, stats, query, ref), len(images))
+        fell_back = torch.zeros(len(images), dtype=torch.bool)
+        fell_back[dense] = True
+        return cosine, index, fell_back
+
+    def _lookup(self, images: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        """(c_q, |q_res|) of the unit queries in float32: (Q, D) -> (Q, k+1)."""
+        coeff = (images @ self.basis) / norm[:, None]  # (Q, k) float64
+        # |q_res| = sqrt(|q|^2 - |c_q|^2) with |q| = 1, rounded up to cover cancellation.
+        residual = (1.0 - coeff.square().sum(dim=1)).clamp_min(0).sqrt() + 1e-7
+        return torch.cat([coeff, residual[:, None]], dim=1).float()
+
+    def _fallback(self, images, stats, rows):
+        """(query, ref) pairs that may win for `rows`, from a float64 product with all references."""
+        if not len(rows):
+            return rows, rows
+        full = (images[rows] / stats[1][rows, None]) @ self.unit.T  # (F, N), within SLOP of `cosines`
+        row, ref = (full >= full.amax(dim=1, keepdim=True) - 4 * _SLOP).nonzero(as_tuple=True)
+        return rows[row], ref
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """The search is a chain of a few hundred small tensor ops; on a busy machine every
+    parallel region waits for a starved worker thread (0.3 s on one thread became 3 s
+    on two while the other core trained), so it runs on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @functools.lru_cache(maxsize=1)
-def _unit_references() -> tuple[torch.Tensor, torch.Tensor]:
-    refs = torch.from_numpy(render(reference_angles())).reshape(NUM_REFERENCES, -1).double()
-    refs = refs / refs.norm(dim=1, keepdim=True)
-    return refs.float().contiguous(), refs  # (10000, 1024) in float32 and float64
+def _reference_index() -> _ReferenceIndex:
+    return _ReferenceIndex(torch.from_numpy(render(reference_angles())).reshape(NUM_REFERENCES, -1))
 
 
-def nearest_references(images, candidates: int = 4, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def nearest_references(images) -> tuple[np.ndarray, np.ndarray]:
     """Cosine distance to the nearest reference line (eq. 5-6) and its index.
 
-    A float32 matrix product against the 10,000 references ranks them; the
-    `candidates` best are re-scored in float64 so that distances and ties
-    resolve as the release's float64 `cdist` + `argmin` (first index wins).
+    The release's float64 `cdist` + `argmin` (first index wins), without
+    scoring every reference: see `_ReferenceIndex`.  A blank (all-zero) image
+    is at distance 1 from every line, one with NaN or inf at distance NaN;
+    both get index 0.
     """
-    refs32, refs64 = _unit_references()
-    queries = torch.as_tensor(np.asarray(images)).reshape(-1, refs32.shape[1]).double()
-    queries = queries / queries.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    distance = np.empty(len(queries))
-    index = np.empty(len(queries), dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        q = queries[start:start + chunk]  # (C, 1024)
-        top = (q.float() @ refs32.T).topk(candidates, dim=1).indices.sort(dim=1).values  # (C, k)
-        exact = torch.einsum("cd,ckd->ck", q, refs64[top])  # (C, k) float64 cosine similarity
-        best = exact.argmax(dim=1)  # first maximum among index-sorted candidates
-        distance[start:start + chunk] = (1.0 - exact.gather(1, best[:, None])[:, 0]).numpy()
-        index[start:start + chunk] = top.gather(1, best[:, None])[:, 0].numpy()
-    return distance, index
+    index = _reference_index()
+    with _one_thread():
+        images = torch.as_tensor(np.asarray(images)).reshape(len(images), -1).double()  # (Q, D)
+        norm = images.norm(dim=1)
+        valid = (norm > 0) & norm.isfinite()
+        if valid.all():
+            cosine, nearest, _ = index.nearest(images)
+        else:  # rare: search the others only
+            cosine = torch.where(norm == 0, 0.0, math.nan).double()
+            nearest = torch.zeros(len(images), dtype=torch.int64)
+            if valid.any():
+                cosine[valid], nearest[valid], _ = index.nearest(images[valid])
+    return (1.0 - cosine).numpy(), nearest.numpy()
 
 
 def smoothness_scores(angles: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ from .config import ConfigError, TrainConfig
 from .figures import grid_image, interpolation_rows, save_png
 from .lines import LinesSource
 from .models import MODELS
-from .train import CHECKPOINT, LOG, METRICS, load_run, summarise, train
+from .stacked import train_stacked
+from .train import CHECKPOINT, LOG, METRICS, load_run, resolve_device, summarise, train
 
 # Table 1 of the paper: Mean Distance (x10^-3) and Smoothness, mean ± std over 5 runs.
 PAPER_TABLE1 = {
@@ -46,15 +47,33 @@ TABLE1_PRESETS = {
 FIGURE3_ANGLES = (0.3 * np.pi, 1.05 * np.pi)  # 135° apart: the short way round is the right answer
 
 
+def finished(config: TrainConfig, out: Path) -> dict | None:
+    """The metrics of a finished run in `out` (re-summarised with this preset's window), else None."""
+    if not (out / METRICS).exists():
+        return None
+    metrics = json.loads((out / METRICS).read_text())
+    if TrainConfig.from_dict(metrics["config"]).trained_fields() != config.trained_fields():
+        raise ConfigError(f"{out} holds a finished run with other settings; use another --out or delete it")
+    history = [json.loads(line) for line in (out / LOG).read_text().splitlines()]
+    return {**metrics, **summarise(history, config.eval_window)}
+
+
 def run_one(config: TrainConfig, out: Path, progress: bool) -> dict:
-    """Train, resume or just read one run (re-summarised with this preset's window)."""
-    if (out / METRICS).exists():
-        metrics = json.loads((out / METRICS).read_text())
-        if TrainConfig.from_dict(metrics["config"]).trained_fields() != config.trained_fields():
-            raise ConfigError(f"{out} holds a finished run with other settings; use another --out or delete it")
-        history = [json.loads(line) for line in (out / LOG).read_text().splitlines()]
-        return {**metrics, **summarise(history, config.eval_window)}
-    return train(config, out, resume=(out / CHECKPOINT).exists(), progress=progress)
+    """Train, resume or just read one run."""
+    return finished(config, out) or train(config, out, resume=(out / CHECKPOINT).exists(), progress=progress)
+
+
+def run_seeds(configs: list[TrainConfig], outs: list[Path], progress: bool, stack: bool | None = None) -> list[dict]:
+    """Several seeds of one setting: the unfinished ones train together with stacked weights
+    (acai/stacked.py) when `stack` (default: on a GPU, where it pays), else one after another."""
+    done = [finished(config, out) for config, out in zip(configs, outs)]
+    todo = [i for i, metrics in enumerate(done) if metrics is None]
+    stack = resolve_device(configs[0].device).type == "cuda" if stack is None else stack
+    if stack and len(todo) > 1:
+        trained = train_stacked([configs[i] for i in todo], [outs[i] for i in todo], resume=True, progress=progress)
+        for i, metrics in zip(todo, trained):
+            done[i] = metrics
+    return [metrics or run_one(config, out, progress) for metrics, config, out in zip(done, configs, outs)]
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -130,7 +149,7 @@ def figure3(run_dirs: dict[str, Path], path: Path) -> Path:
 
 
 def reproduce_table1(out, preset: str = "quick", seeds: int = 1, models=None, device: str = "cpu",
-                     progress: bool = True, overrides: dict | None = None) -> list[dict]:
+                     progress: bool = True, overrides: dict | None = None, stack: bool | None = None) -> list[dict]:
     """Train (or reuse) every model for `seeds` seeds; write table1.{md,csv,json} and figure3.png.
 
     `overrides` replaces TrainConfig fields of the preset (small models in tests, say)."""
@@ -142,10 +161,10 @@ def reproduce_table1(out, preset: str = "quick", seeds: int = 1, models=None, de
     out = Path(out)
     results: dict[str, list[dict]] = {}
     for model in models:
-        for seed in range(seeds):
-            settings = {**TABLE1_PRESETS[preset], **(overrides or {})}
-            config = TrainConfig(model=model, data="lines", seed=seed, device=device, **settings)
-            results.setdefault(model, []).append(run_one(config, out / "runs" / model / f"seed{seed}", progress))
+        settings = {**TABLE1_PRESETS[preset], **(overrides or {})}
+        configs = [TrainConfig(model=model, data="lines", seed=seed, device=device, **settings) for seed in range(seeds)]
+        results[model] = run_seeds(configs, [out / "runs" / model / f"seed{seed}" for seed in range(seeds)], progress,
+                                   stack)
     rows = table1_rows(results)
     markdown = table1_markdown(rows, preset)
     write_table(rows, markdown, out, "table1")

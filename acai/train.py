@@ -1,12 +1,13 @@
 """One training loop for every autoencoder (SPEC 3, 5).
 
-Each step: one forward pass of the model gives every loss; each loss's gradient
-is taken with respect to its own parameter group and applied by that group's
-Adam, as the release's `minimize(loss, var_list=...)` ops. A linear probe
-learns, in tandem, to classify the gradient-stopped features. Every
-`eval_every` samples the loop evaluates (lines metrics, probe accuracy),
-appends to log.jsonl and writes a checkpoint; `resume=True` continues from it
-on the same sample stream.
+Each step: the run's own generator draws the step's noise, one forward pass of
+the model gives every loss; each loss's gradient is taken with respect to its
+own parameter group and applied by that group's Adam, as the release's
+`minimize(loss, var_list=...)` ops. A linear probe learns, in tandem, to
+classify the gradient-stopped features. Every `eval_every` samples the loop
+evaluates (lines metrics, probe accuracy), appends to log.jsonl and writes a
+checkpoint; `resume=True` continues from it on the same sample and noise
+streams. acai/stacked.py trains several seeds at once from the same parts.
 """
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 LOG = "log.jsonl"
 REPORTED = ("mean_distance", "smoothness", "probe_accuracy")
+NOISE_STREAM, EVALUATION_STREAM = 1, 2  # tags that keep a run's random streams apart
+
+
+def derived_seed(*keys: int) -> int:
+    """A 63-bit seed for the stream named by `keys`, e.g. (seed, NOISE_STREAM).
+
+    Deriving, rather than reusing config.seed, keeps the noise draws from
+    replaying the numbers that initialised the weights.
+    """
+    words = [key & (2**64 - 1) for key in keys]  # SeedSequence takes non-negative integers only
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,6 +68,7 @@ class Run:
     groups: dict[str, list[torch.nn.Parameter]]
     optimizers: dict[str, torch.optim.Optimizer]
     device: torch.device
+    generator: torch.Generator  # every random draw of training (noise), on `device`
     step: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
@@ -69,8 +82,8 @@ class Run:
             "step": self.step,
             "seconds": self.seconds,
             "history": self.history,
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "generator": self.generator.get_state(),
+            "generator_device": self.device.type,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -80,13 +93,14 @@ class Run:
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
-        torch.set_rng_state(state["rng"])
-        if state.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # Checkpoints older than the explicit noise have no generator, and a CPU and a GPU generator
+        # differ in kind: either way only evaluation is affected, never a resumed stream on the same device.
+        if "generator" in state and state.get("generator_device", "cpu") == self.device.type:
+            self.generator.set_state(state["generator"])
 
 
 def build_run(config: TrainConfig) -> Run:
-    """Model, probe and optimisers for `config`, initialised from its seed."""
+    """Model, probe, optimisers and noise generator for `config`, initialised from its seed."""
     device = resolve_device(config.device)
     source = get_source(config.data, config.data_dir)
     torch.manual_seed(config.seed)
@@ -102,24 +116,47 @@ def build_run(config: TrainConfig) -> Run:
         probe = dense(feature_dim, source.num_classes).to(device)
         groups["probe"] = list(probe.parameters())
         optimizers["probe"] = torch.optim.Adam(groups["probe"], lr=config.lr)
-    return Run(config, source, model, probe, groups, optimizers, device)
+    generator = torch.Generator(device).manual_seed(derived_seed(config.seed, NOISE_STREAM))
+    return Run(config, source, model, probe, groups, optimizers, device, generator)
+
+
+def step_losses(model, probe, x: torch.Tensor, y: torch.Tensor, noise: dict, precision: str = "float32"):
+    """Every group's loss from one forward pass (the probe's on detached features) -> (losses, StepOutput).
+
+    Pure, so that the stacked trainer can vmap it over seeds. With precision
+    "bfloat16" the model's forward runs under autocast (convolutions and dense
+    layers in bf16, on float32 weights); the losses are returned in float32 and
+    the probe reads float32 features, so nothing outside the forward changes.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        out = model.training_losses(x, noise)
+    losses = {name: loss.float() for name, loss in out.losses.items()}  # .float() is a no-op in float32
+    if probe is not None:
+        losses["probe"] = F.cross_entropy(probe(out.features.detach().float().flatten(1)), y)
+    return losses, out
+
+
+def update_groups(losses: dict[str, torch.Tensor], groups: dict[str, list], optimizers: dict) -> None:
+    """Step each group's optimiser on the gradient of that group's own (scalar) loss only."""
+    names = list(losses)
+    # All gradients first: stepping one optimiser would change weights the others' graphs still use.
+    grads = {name: torch.autograd.grad(losses[name], groups[name], retain_graph=i < len(names) - 1,
+                                       allow_unused=True)
+             for i, name in enumerate(names)}
+    for name in names:
+        for param, grad in zip(groups[name], grads[name]):
+            param.grad = grad
+        optimizers[name].step()
 
 
 def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """One update of every parameter group from one forward pass; returns losses and logs."""
-    out = run.model.training_losses(x)
-    losses = dict(out.losses)
-    if run.probe is not None:
-        losses["probe"] = F.cross_entropy(run.probe(out.features.detach().flatten(1)), y)
-    names = list(losses)
-    # All gradients first: stepping one optimiser would change weights the others' graphs still use.
-    grads = {name: torch.autograd.grad(losses[name], run.groups[name], retain_graph=i < len(names) - 1,
-                                       allow_unused=True)
-             for i, name in enumerate(names)}
-    for name in names:
-        for param, grad in zip(run.groups[name], grads[name]):
-            param.grad = grad
-        run.optimizers[name].step()
+    noise = run.model.draw_noise(x.shape[0], run.generator, run.device, x.dtype)
+    losses, out = step_losses(run.model, run.probe, x, y, noise, run.config.precision)
+    update_groups(losses, run.groups, run.optimizers)
+    with torch.no_grad():  # after the gradients: no graph may still read the old values
+        for name, value in out.buffers.items():
+            run.model.get_buffer(name).copy_(value)
     return {**{f"loss_{k}": v.detach() for k, v in losses.items()}, **out.logs}
 
 
@@ -159,7 +196,11 @@ def evaluate(run: Run) -> dict:
         result["probe_accuracy"] = probe_accuracy(run)
     if hasattr(run.source, "evaluation_lines"):
         lines = run.source.evaluation_lines(run.config.seed, len(run.history), 2 * run.config.eval_pairs)
-        result["mean_distance"], result["smoothness"] = lines_evaluate(lines_interpolations(run.model, lines))
+        # The VAE samples its codes: seed those draws by (seed, evaluation), like the lines, so an
+        # evaluation never depends on what else this process has drawn (other runs, other seeds).
+        with torch.random.fork_rng():
+            torch.manual_seed(derived_seed(run.config.seed, EVALUATION_STREAM, len(run.history)))
+            result["mean_distance"], result["smoothness"] = lines_evaluate(lines_interpolations(run.model, lines))
     run.model.train()
     return result
 
@@ -180,8 +221,11 @@ def save_checkpoint(run: Run, out: Path) -> None:
     ckpt.save_bytes("".join(json.dumps(h) + "\n" for h in run.history).encode(), out / LOG)
 
 
-def load_run(out: Path, config: TrainConfig | None = None) -> Run:
-    """Rebuild a run from out/checkpoint.pt; with `config`, check it is the same run."""
+def load_run(out: Path, config: TrainConfig | None = None, device: str | None = None) -> Run:
+    """Rebuild a run from out/checkpoint.pt; with `config`, check it is the same run.
+
+    `device` moves it (default: where it was trained, or the CPU if that was a GPU
+    this machine lacks), so a run trained on a GPU can be drawn or scored anywhere."""
     path = Path(out) / CHECKPOINT
     if not path.exists():
         raise ConfigError(f"no checkpoint at {path}; train first (acai train ... --out {out})")
@@ -195,18 +239,39 @@ def load_run(out: Path, config: TrainConfig | None = None) -> Run:
                               "use the same settings or another --out")
         for key in free:
             setattr(saved, key, getattr(config, key))
+    elif device is not None:
+        saved.device = device
+    elif saved.device != "cpu" and not torch.cuda.is_available():
+        saved.device = "cpu"
     run = build_run(saved)
     run.load_state_dict(state)
     return run
 
 
-def train(config: TrainConfig, out, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) one run; writes checkpoint.pt, log.jsonl and metrics.json in `out`."""
-    out = Path(out)
+def open_run(config: TrainConfig, out: Path, resume: bool) -> Run:
+    """A fresh run for an empty `out`, or (with `resume`) the one saved there."""
     if (out / CHECKPOINT).exists() and not resume:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     run = load_run(out, config) if resume and (out / CHECKPOINT).exists() else build_run(config)
     out.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def finish(run: Run, out: Path) -> dict:
+    """The reported metrics of a finished run, also written to out/metrics.json."""
+    cfg = run.config
+    metrics = {**summarise(run.history, cfg.eval_window), "samples": run.step * cfg.batch,
+               "seconds": run.seconds, "samples_per_second": run.step * cfg.batch / max(run.seconds, 1e-9),
+               "evaluations": len(run.history), "model": cfg.model, "data": cfg.data, "seed": cfg.seed,
+               "config": cfg.to_dict()}
+    ckpt.save_json(metrics, out / METRICS)
+    return metrics
+
+
+def train(config: TrainConfig, out, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) one run; writes checkpoint.pt, log.jsonl and metrics.json in `out`."""
+    out = Path(out)
+    run = open_run(config, out, resume)
     cfg = run.config
     bar = tqdm(total=cfg.steps * cfg.batch, initial=run.step * cfg.batch, unit="sample", unit_scale=True,
                disable=not progress, desc=f"{cfg.model}/{cfg.data}/seed{cfg.seed}", dynamic_ncols=True)
@@ -240,9 +305,4 @@ def train(config: TrainConfig, out, resume: bool = False, progress: bool = True)
         bar.close()
         raise
     bar.close()
-    metrics = {**summarise(run.history, cfg.eval_window), "samples": run.step * cfg.batch,
-               "seconds": run.seconds, "samples_per_second": run.step * cfg.batch / max(run.seconds, 1e-9),
-               "evaluations": len(run.history), "model": cfg.model, "data": cfg.data, "seed": cfg.seed,
-               "config": cfg.to_dict()}
-    ckpt.save_json(metrics, out / METRICS)
-    return metrics
+    return finish(run, out)

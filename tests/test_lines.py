@@ -110,3 +110,94 @@ def test_interpolate_codes_endpoints():
     torch.testing.assert_close(path[:, 0], a)
     torch.testing.assert_close(path[:, -1], b)
     torch.testing.assert_close(path[:, 5], a + (b - a) * 5 / 15)
+
+
+# --- nearest_references: the certified search must equal brute-force float64 ---
+
+def brute_force_nearest(images, refs):
+    """float64 cosine against every reference, first index on ties (the release's cdist + argmin)."""
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    r = np.asarray(refs, dtype=np.float64).reshape(len(refs), -1)
+    cosine = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (r / np.linalg.norm(r, axis=1, keepdims=True)).T
+    index = cosine.argmax(axis=1)
+    return 1.0 - cosine[np.arange(len(x)), index], index
+
+
+def lines_with_noise(rng, count, noise):
+    images = lines.render(rng.uniform(0, 2 * np.pi, count))
+    return np.clip(images + rng.normal(0, noise, images.shape), -1, 1).astype(np.float32)
+
+
+def blurred_lines(rng, count):
+    """Decoder-like blurry images: the mean of 2-300 lines, some noise; near the mean image."""
+    means = [lines.render(rng.uniform(0, 2 * np.pi, rng.integers(2, 300))).mean(axis=0) for _ in range(count)]
+    return np.clip(np.stack(means) + rng.normal(0, 0.05, (count, 32, 32)), -1, 1).astype(np.float32)
+
+
+INPUTS = {
+    "noisy_lines": lambda rng, ref: lines_with_noise(rng, 512, 0.2),
+    "very_noisy_lines": lambda rng, ref: lines_with_noise(rng, 256, 0.6),
+    "blurred": lambda rng, ref: blurred_lines(rng, 256),
+    "exact_references": lambda rng, ref: lines.render(lines.reference_angles()[rng.integers(0, 10_000, 256)]),
+    "uniform_noise": lambda rng, ref: rng.uniform(-1, 1, (64, 32, 32)).astype(np.float32),
+    "reference_random": lambda rng, ref: ref["interp_random"].reshape(-1, 32, 32),
+    "reference_noisy_path": lambda rng, ref: ref["interp_noisy_path"].reshape(-1, 32, 32),
+    "reference_data_space": lambda rng, ref: ref["interp_data_space"].reshape(-1, 32, 32),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INPUTS))
+def test_nearest_references_equal_brute_force(reference, case):
+    images = INPUTS[case](np.random.default_rng(7), reference)
+    distance, index = lines.nearest_references(images)
+    expected_distance, expected_index = brute_force_nearest(images, lines.render(lines.reference_angles()))
+    np.testing.assert_array_equal(index, expected_index)
+    np.testing.assert_allclose(distance, expected_distance, atol=1e-12, rtol=0)
+
+
+def test_nearest_references_rarely_fall_back_on_realistic_inputs():
+    rng = np.random.default_rng(3)
+    search = lines._reference_index()
+    for images in (lines_with_noise(rng, 256, 0.2), blurred_lines(rng, 64)):
+        *_, fell_back = search.nearest(torch.from_numpy(images.reshape(len(images), -1)).double())
+        assert fell_back.double().mean() < 0.01
+
+
+@pytest.mark.parametrize("copies", [3, 16])  # 16 x 16 references: also the N % 16 == 0 fast paths
+def test_duplicate_references_first_index_wins(copies):
+    rng = np.random.default_rng(5)
+    angles = np.repeat(rng.uniform(0, 2 * np.pi, 16), copies)  # each line `copies` times
+    order = rng.permutation(len(angles))
+    refs = lines.render(angles[order]).reshape(len(angles), -1)
+    images = np.concatenate([refs[:40], lines_with_noise(rng, 40, 0.3).reshape(40, -1)])
+    for max_candidates in (1024, 0):  # 0: every query takes the float64 fallback
+        search = lines._ReferenceIndex(torch.from_numpy(refs), basis_dim=8, max_candidates=max_candidates)
+        cosine, index, fell_back = search.nearest(torch.from_numpy(images).double())
+        expected_distance, expected_index = brute_force_nearest(images, refs)
+        np.testing.assert_array_equal(index.numpy(), expected_index)
+        np.testing.assert_allclose(1 - cosine.numpy(), expected_distance, atol=1e-12, rtol=0)
+        assert bool(fell_back.all()) == (max_candidates == 0)
+        first_copy = {tuple(r): i for i, r in reversed(list(enumerate(refs)))}  # lowest index per image
+        assert all(first_copy[tuple(refs[i])] == i for i in index.numpy())
+
+
+def test_nearest_references_with_reduced_precision_matmul(reference):
+    images = reference["interp_noisy_path"].reshape(-1, 32, 32)[:64]
+    expected = lines.nearest_references(images)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")  # bf16 products: the search must bound in float64
+    try:
+        got = lines.nearest_references(images)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(got[0], expected[0])
+
+
+def test_nearest_references_blank_and_non_finite_images():
+    images = lines.render([0.5, 0.5, 0.5])
+    images[1] = 0
+    images[2, 0, 0] = np.nan
+    distance, index = lines.nearest_references(images)
+    assert distance[0] < 1e-3 and distance[1] == 1.0 and np.isnan(distance[2])
+    assert index[1] == 0 and index[2] == 0

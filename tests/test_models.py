@@ -18,6 +18,10 @@ def batch(n=8, step=0):
     return LinesSource().train_batch(seed=0, step=step, batch_size=n)[0]
 
 
+def draw(model, n, seed):
+    return model.draw_noise(n, torch.Generator().manual_seed(seed), torch.device("cpu"), torch.float32)
+
+
 def test_architecture_shapes_and_init():
     arch = Arch(scales=3, depth=16, latent=2, colors=3)
     enc, dec = encoder(arch), decoder(arch)
@@ -36,7 +40,8 @@ def test_architecture_shapes_and_init():
 def test_baseline_loss_is_mse():
     model = build("baseline", TINY)
     x = batch()
-    loss = model.training_losses(x).losses["ae"]
+    assert model.draw_noise(8, torch.Generator(), torch.device("cpu"), torch.float32) == {}  # draws nothing
+    loss = model.training_losses(x, {}).losses["ae"]
     torch.testing.assert_close(loss, ((model.decode(model.encode(x)) - x) ** 2).mean())
 
 
@@ -44,38 +49,43 @@ def test_dropout_masks_and_rescales_the_code():
     model = build("dropout", TINY, keep=0.5)
     x = batch()
     z = model.encode(x)
-    torch.manual_seed(1)
-    loss = model.training_losses(x).losses["ae"]
-    torch.manual_seed(1)
-    mask = F.dropout(torch.ones(z.flatten(1).shape), p=0.5)  # same random draw: 0 or 1/keep
-    assert set(mask.unique().tolist()) == {0.0, 2.0}
-    expected = ((model.decode(z * mask.view_as(z)) - x) ** 2).mean()
+    noise = draw(model, 8, 1)
+    loss = model.training_losses(x, noise).losses["ae"]
+    mask = noise["mask"]
+    assert mask.shape == z.flatten(1).shape and set(mask.unique().tolist()) == {0.0, 1.0}
+    expected = ((model.decode(z * 2.0 * mask.view_as(z)) - x) ** 2).mean()  # kept units scaled by 1/keep
     torch.testing.assert_close(loss, expected)
+    # The same distribution as F.dropout's mask: each unit kept with probability `keep`.
+    big = build("dropout", TINY, keep=0.3).draw_noise(4000, torch.Generator().manual_seed(0), torch.device("cpu"),
+                                                     torch.float32)["mask"]
+    assert big.mean().item() == pytest.approx(0.3, abs=0.005)
     whole = build("dropout", TINY, keep=1.0)
-    torch.testing.assert_close(whole.training_losses(x).losses["ae"], ((whole.decode(whole.encode(x)) - x) ** 2).mean())
+    torch.testing.assert_close(whole.training_losses(x, draw(whole, 8, 1)).losses["ae"],
+                               ((whole.decode(whole.encode(x)) - x) ** 2).mean())
 
 
 def test_denoising_encodes_noisy_input_and_probes_clean_code():
     model = build("denoising", TINY, noise=1.0)
     x = batch()
-    torch.manual_seed(2)
-    out = model.training_losses(x)
-    torch.manual_seed(2)
-    noisy = x + torch.randn_like(x)
+    noise = draw(model, 8, 2)
+    out = model.training_losses(x, noise)
+    assert noise["pixels"].shape == x.shape and abs(noise["pixels"].std().item() - 1) < 0.1
+    noisy = x + noise["pixels"]
     torch.testing.assert_close(out.losses["ae"], ((model.decode(model.encode(noisy)) - x) ** 2).mean())
     torch.testing.assert_close(out.features, model.encode(x))
     quiet = build("denoising", TINY, noise=0.0)
-    torch.testing.assert_close(quiet.training_losses(x).losses["ae"], ((quiet.decode(quiet.encode(x)) - x) ** 2).mean())
+    torch.testing.assert_close(quiet.training_losses(x, noise).losses["ae"],
+                               ((quiet.decode(quiet.encode(x)) - x) ** 2).mean())
 
 
 def test_vae_loss_is_bernoulli_nll_plus_kl():
     model = build("vae", TINY, beta=0.7)
     x = batch(4)
-    torch.manual_seed(3)
-    loss = model.training_losses(x).losses["ae"]
-    torch.manual_seed(3)
+    noise = draw(model, 4, 3)
+    loss = model.training_losses(x, noise).losses["ae"]
     h, mu, log_var = model.posterior(x)
-    eps = torch.randn_like(mu)
+    eps = noise["eps"]
+    assert eps.shape == mu.shape
     logits = model.decoder((mu + (0.5 * log_var).exp() * eps).view(-1, *TINY.latent_shape))
     p = (x + 1) / 2
     nll = -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits)).sum() / 4
@@ -96,11 +106,11 @@ def test_vae_interpolates_samples_by_default_and_mean_on_request():
 def test_aae_losses_are_sigmoid_cross_entropies():
     model = build("aae", TINY)
     x = batch(6)
-    torch.manual_seed(4)
-    out = model.training_losses(x)
-    torch.manual_seed(4)
+    noise = draw(model, 6, 4)
+    out = model.training_losses(x, noise)
     z = model.encode(x)
-    prior = torch.randn_like(z)
+    prior = noise["prior"]
+    assert prior.shape == z.shape
     lc, lp = model.critic(z), model.critic(prior)
     sce = lambda logit, label: torch.mean(torch.clamp(logit, min=0) - logit * label + torch.log1p(torch.exp(-logit.abs())))
     torch.testing.assert_close(out.losses["critic"], sce(lc, 0.0) + sce(lp, 1.0))
@@ -127,14 +137,31 @@ def test_vqvae_ema_update_by_hand():
     before_sum, before_count = model.ema_sum.clone(), model.ema_count.clone()
     vectors = torch.randn(5, dz)
     nearest = torch.tensor([0, 0, 2, 3, 0])
-    model.update_codebook(vectors, nearest)
+    new = model.codebook_update(vectors, nearest)
     counts = torch.tensor([3.0, 0, 1, 1])
     ema_count = 0.9 * before_count + 0.1 * counts
     sums = torch.stack([vectors[[0, 1, 4]].sum(0), torch.zeros(dz), vectors[2], vectors[3]])
     ema_sum = 0.9 * before_sum + 0.1 * sums
     n = ema_count.sum()
     smoothed = (ema_count + 1e-5) / (n + 4 * 1e-5) * n
-    torch.testing.assert_close(model.codebook, ema_sum / smoothed[:, None])
+    torch.testing.assert_close(new["ema_count"], ema_count)
+    torch.testing.assert_close(new["ema_sum"], ema_sum)
+    torch.testing.assert_close(new["codebook"], ema_sum / smoothed[:, None])
+    torch.testing.assert_close(model.ema_sum, before_sum)  # nothing written: the trainer stores the values
+
+
+def test_vqvae_training_step_stores_the_ema_codebook():
+    from acai.config import TrainConfig
+    from acai.train import build_run, train_step
+
+    run = build_run(TrainConfig(model="vqvae", scales=2, depth=4, latent=4, hparams={"codebook_log2": 4}))
+    x, y = run.source.train_batch(0, 0, 8)
+    with torch.no_grad():
+        _, vectors, nearest = run.model.quantise(run.model.encode(x))
+        expected = run.model.codebook_update(vectors, nearest)
+    train_step(run, x, y)
+    for name, value in expected.items():
+        torch.testing.assert_close(run.model.get_buffer(name), value)
 
 
 def test_vqvae_commitment_term():
@@ -142,7 +169,7 @@ def test_vqvae_commitment_term():
     x = batch(2)
     code, vectors, nearest = model.quantise(model.encode(x))
     expected = ((model.decoder(code) - x) ** 2).mean() + 10.0 * ((vectors - model.codebook[nearest]) ** 2).mean()
-    torch.testing.assert_close(model.training_losses(x).losses["ae"], expected)
+    torch.testing.assert_close(model.training_losses(x, {}).losses["ae"], expected)
 
 
 def test_acai_alpha_folding():
@@ -162,10 +189,10 @@ def test_acai_equations_by_hand():
 def test_acai_step_pairs_with_reversed_batch_and_blends_with_gamma():
     model = build("acai", TINY, lam=0.5, gamma=0.2)
     x = batch(4)
-    torch.manual_seed(5)
-    out = model.training_losses(x)
-    torch.manual_seed(5)
-    alpha = fold_alpha(torch.rand(4, 1, 1, 1))
+    noise = draw(model, 4, 5)
+    out = model.training_losses(x, noise)
+    alpha = fold_alpha(noise["alpha"])
+    assert noise["alpha"].shape == (4, 1, 1, 1)
     z = model.encode(x)
     z_mix = torch.stack([alpha[i] * z[i] + (1 - alpha[i]) * z[3 - i] for i in range(4)])
     rec, x_mix = model.decode(z), model.decode(z_mix)

@@ -40,10 +40,13 @@ class AAE(ConvAutoencoder):
     def param_groups(self):
         return {**super().param_groups(), "critic": {"params": list(self.critic.parameters()), "lr": self.hp.critic_lr}}
 
-    def training_losses(self, x):
+    def draw_noise(self, batch, generator, device, dtype):
+        return {"prior": torch.randn(batch, *self.arch.latent_shape, generator=generator, device=device, dtype=dtype)}
+
+    def training_losses(self, x, noise):
         z = self.encode(x)  # (B, latent, h, w)
         reconstruction = self.decode(z)
-        prior = torch.randn_like(z)
+        prior = noise["prior"]  # (B, latent, h, w) from N(0, I)
         logit_code, logit_prior = self.critic(torch.cat([z, prior])).chunk(2)  # (B, 1) each
         zeros, ones = torch.zeros_like(logit_code), torch.ones_like(logit_code)
         critic_loss = (F.binary_cross_entropy_with_logits(logit_code, zeros)

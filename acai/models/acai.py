@@ -49,10 +49,13 @@ class ACAI(ConvAutoencoder):
     def param_groups(self):
         return {**super().param_groups(), "critic": {"params": list(self.critic.parameters())}}
 
-    def training_losses(self, x):
+    def draw_noise(self, batch, generator, device, dtype):
+        return {"alpha": torch.rand(batch, 1, 1, 1, generator=generator, device=device, dtype=dtype)}  # U[0, 1]
+
+    def training_losses(self, x, noise):
         batch = x.shape[0]
         z = self.encode(x)  # (B, latent, h, w)
-        alpha = fold_alpha(torch.rand(batch, 1, 1, 1, device=x.device, dtype=z.dtype))
+        alpha = fold_alpha(noise["alpha"])  # (B, 1, 1, 1)
         z_mix = alpha * z + (1 - alpha) * z.flip(0)  # each code with the reversed batch's
         reconstruction, x_mix = self.decode(torch.cat([z, z_mix])).split(batch)  # one decoder pass
         blend = self.hp.gamma * x + (1 - self.hp.gamma) * reconstruction

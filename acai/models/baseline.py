@@ -6,6 +6,6 @@ from .common import ConvAutoencoder, StepOutput
 
 
 class Baseline(ConvAutoencoder):
-    def training_losses(self, x):
+    def training_losses(self, x, noise):
         z = self.encode(x)  # (B, latent, h, w)
         return StepOutput(losses={"ae": mse(self.decode(z), x)}, features=z)

@@ -17,8 +17,12 @@ class DenoisingHparams:
 class Denoising(ConvAutoencoder):
     Hparams = DenoisingHparams
 
-    def training_losses(self, x):
-        noisy = x + self.hp.noise * torch.randn_like(x)
+    def draw_noise(self, batch, generator, device, dtype):
+        shape = (self.arch.colors, self.arch.size, self.arch.size)
+        return {"pixels": torch.randn(batch, *shape, generator=generator, device=device, dtype=dtype)}  # N(0, 1)
+
+    def training_losses(self, x, noise):
+        noisy = x + self.hp.noise * noise["pixels"]
         reconstruction = self.decode(self.encode(noisy))  # (B, C, H, W)
         with torch.no_grad():  # the release's probe reads the code of the clean image
             clean_code = self.encode(x)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
+import torch
 
 from ..nets import mse
 from .common import ConvAutoencoder, StepOutput
@@ -21,8 +21,13 @@ class DropoutHparams:
 class Dropout(ConvAutoencoder):
     Hparams = DropoutHparams
 
-    def training_losses(self, x):
+    def draw_noise(self, batch, generator, device, dtype):
+        # Which code units survive: Bernoulli(keep) per unit, the mask F.dropout would draw.
+        keep = torch.full((batch, self.arch.dz), self.hp.keep, device=device, dtype=dtype)
+        return {"mask": torch.bernoulli(keep, generator=generator)}  # (B, d_z) of 0/1
+
+    def training_losses(self, x, noise):
         z = self.encode(x)  # (B, latent, h, w)
-        # Inverted dropout on the flattened code, as tf.nn.dropout(keep_prob).
-        dropped = F.dropout(z.flatten(1), p=1 - self.hp.keep, training=True).view_as(z)
+        # Inverted dropout on the flattened code, as tf.nn.dropout(keep_prob): kept units scaled by 1/keep.
+        dropped = (z.flatten(1) * (noise["mask"] / self.hp.keep)).view_as(z)
         return StepOutput(losses={"ae": mse(self.decode(dropped), x)}, features=z)

@@ -33,9 +33,10 @@ class VAE(ConvAutoencoder):
         flat = h.flatten(1)  # (B, d_z)
         return h, self.to_mu(flat), self.to_log_var(flat)
 
-    def sample(self, mu, log_var):
-        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)  # (B, d_z)
-        return z.view(-1, *self.arch.latent_shape)
+    def sample(self, mu, log_var, eps=None):
+        """Reparameterised z = μ + σ·ε; ε ~ N(0, I) is drawn here unless given."""
+        eps = torch.randn_like(mu) if eps is None else eps  # (B, d_z)
+        return (mu + torch.exp(0.5 * log_var) * eps).view(-1, *self.arch.latent_shape)
 
     def encode(self, x):
         _, mu, log_var = self.posterior(x)
@@ -47,9 +48,12 @@ class VAE(ConvAutoencoder):
     def features(self, x):
         return self.encoder(x)  # the release's probe reads the encoder output h
 
-    def training_losses(self, x):
+    def draw_noise(self, batch, generator, device, dtype):
+        return {"eps": torch.randn(batch, self.arch.dz, generator=generator, device=device, dtype=dtype)}
+
+    def training_losses(self, x, noise):
         h, mu, log_var = self.posterior(x)
-        logits = self.decoder(self.sample(mu, log_var))  # (B, C, H, W)
+        logits = self.decoder(self.sample(mu, log_var, noise["eps"]))  # (B, C, H, W)
         batch = x.shape[0]
         # -log p(x|z), summed over pixels, averaged over the batch.
         nll = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / batch

@@ -43,8 +43,14 @@ class VQVAE(ConvAutoencoder):
         self.register_buffer("ema_count", torch.zeros(entries))
         self.register_buffer("ema_sum", self.codebook.clone())
 
+    @torch.autocast("cpu", enabled=False)
+    @torch.autocast("cuda", enabled=False)
     def quantise(self, z):
-        """z (B, latent, h, w) -> (decoder input (B, latent, h, w), vectors, nearest indices)."""
+        """z (B, latent, h, w) -> (decoder input (B, latent, h, w), vectors, nearest indices).
+
+        Always float32 (autocast off): the nearest-entry search among 2^14 close codebook
+        entries and the EMA update are where bfloat16's 8-bit mantissa would change results."""
+        z = z.float()
         batch, dz = z.shape[0], self.arch.dz
         vectors = self.project(z.flatten(1)).view(batch * self.hp.num_latents, dz)  # (B·L, d_z)
         distance = (vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ self.codebook.T
@@ -57,16 +63,21 @@ class VQVAE(ConvAutoencoder):
         return code.view(z.shape), vectors, nearest
 
     @torch.no_grad()
-    def update_codebook(self, vectors, nearest):
-        """EMA codebook step (decay, Laplace-smoothed counts), as the release."""
+    def codebook_update(self, vectors, nearest) -> dict[str, torch.Tensor]:
+        """EMA codebook step (decay, Laplace-smoothed counts), as the release: the new buffer values.
+
+        Written out of place (scatter_add/index_add, no bincount or in-place
+        writes) so that vmap can run it for several stacked models at once.
+        """
         d, entries = self.hp.decay, self.codebook.shape[0]
-        counts = torch.bincount(nearest, minlength=entries).to(vectors.dtype)
-        sums = torch.zeros_like(self.ema_sum).index_add_(0, nearest, vectors)
-        self.ema_count.mul_(d).add_(counts, alpha=1 - d)
-        self.ema_sum.mul_(d).add_(sums, alpha=1 - d)
-        n = self.ema_count.sum()
-        smoothed = (self.ema_count + self.hp.epsilon) / (n + entries * self.hp.epsilon) * n
-        self.codebook.copy_(self.ema_sum / smoothed[:, None])
+        counts = torch.zeros(entries, dtype=vectors.dtype, device=vectors.device).scatter_add(
+            0, nearest, torch.ones_like(nearest, dtype=vectors.dtype))  # (entries,) vectors per entry
+        sums = torch.zeros_like(self.ema_sum).index_add(0, nearest, vectors)  # (entries, d_z)
+        ema_count = torch.add(self.ema_count * d, counts, alpha=1 - d)
+        ema_sum = torch.add(self.ema_sum * d, sums, alpha=1 - d)
+        n = ema_count.sum()
+        smoothed = (ema_count + self.hp.epsilon) / (n + entries * self.hp.epsilon) * n
+        return {"ema_count": ema_count, "ema_sum": ema_sum, "codebook": ema_sum / smoothed[:, None]}
 
     def decode(self, z):
         return self.decoder(self.quantise(z)[0])
@@ -74,13 +85,13 @@ class VQVAE(ConvAutoencoder):
     def features(self, x):
         return self.quantise(self.encode(x))[0]  # the release's probe reads the bottleneck output
 
-    def training_losses(self, x):
+    def training_losses(self, x, noise):
         code, vectors, nearest = self.quantise(self.encode(x))
         reconstruction_loss = mse(self.decoder(code), x)
         commitment = (vectors - self.codebook[nearest]).pow(2).mean()  # ‖z - sg(q)‖²
-        self.update_codebook(vectors.detach(), nearest)
         return StepOutput(
             losses={"ae": reconstruction_loss + self.hp.commitment * commitment},
             features=code,
             logs={"mse": reconstruction_loss.detach(), "commitment": commitment.detach()},
+            buffers=self.codebook_update(vectors.detach(), nearest),  # the trainer stores them after the step
         )

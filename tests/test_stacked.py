@@ -1,0 +1,121 @@
+"""Seeds in parallel: K stacked members must train exactly as K separate runs (to float tolerance)."""
+import json
+
+import pytest
+import torch
+
+import acai.stacked as stacked
+import acai.train as training
+from acai.cli import main
+from acai.config import ConfigError, TrainConfig
+from acai.models import MODELS
+from acai.stacked import next_batch, stack_runs, stacked_step, train_stacked
+from acai.train import build_run, load_run, train, train_step
+
+METRICS = ("mean_distance", "smoothness", "probe_accuracy")
+
+
+def tiny(model, seed=1, **overrides):
+    values = dict(model=model, scales=2, depth=4, latent=4, samples=128, batch=16, eval_every=128,
+                  checkpoint_seconds=1e9, seed=seed, eval_pairs=8,
+                  hparams={"codebook_log2": 6} if model == "vqvae" else {})
+    return TrainConfig(**{**values, **overrides})
+
+
+def same_metrics(a: dict, b: dict) -> None:
+    for key in METRICS:
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6, nan_ok=True), key
+
+
+def same_weights(a, b) -> None:
+    for part in ("model", "probe"):
+        for name, value in a[part].items():
+            torch.testing.assert_close(b[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_stacked_seeds_train_as_separate_runs(tmp_path, model):
+    configs = [tiny(model, seed) for seed in (1, 2)]
+    # The first steps' losses, member by member.
+    alone = [build_run(c) for c in configs]
+    stack = stack_runs([build_run(c) for c in configs])
+    for _ in range(3):
+        batches = [run.source.train_batch(run.config.seed, run.step, run.config.batch) for run in alone]
+        separate = [train_step(run, x, y) for run, (x, y) in zip(alone, batches)]
+        together = stacked_step(stack, *next_batch(stack.members))
+        for run in alone + stack.members:
+            run.step += 1
+        for k, logs in enumerate(separate):
+            for key, value in logs.items():
+                torch.testing.assert_close(together[key][k], value, rtol=1e-5, atol=1e-6, msg=key)
+    # Whole runs: the same reported metrics, weights and noise stream, in the same files.
+    whole = [train(c, tmp_path / f"alone{c.seed}", progress=False) for c in configs]
+    outs = [tmp_path / "stack" / f"seed{c.seed}" for c in configs]
+    for a, b, out, config in zip(whole, train_stacked(configs, outs, progress=False), outs, configs):
+        same_metrics(a, b)
+        assert b["samples"] == a["samples"] and b["config"] == a["config"]
+        saved = torch.load(tmp_path / f"alone{config.seed}" / "checkpoint.pt", weights_only=False)
+        mine = torch.load(out / "checkpoint.pt", weights_only=False)
+        same_weights(saved, mine)
+        assert torch.equal(saved["generator"], mine["generator"]) and mine["step"] == saved["step"]
+        assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "metrics.json"]
+
+
+def test_killed_stacked_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    configs = [tiny("acai", seed, samples=192, eval_every=64) for seed in (1, 2)]
+    whole = train_stacked(configs, [tmp_path / "whole" / f"s{c.seed}" for c in configs], progress=False)
+    outs = [tmp_path / "killed" / f"s{c.seed}" for c in configs]
+    real_save, calls = stacked.save_checkpoint, {"n": 0}
+
+    def dying_save(run, out):  # killed between the two members' second checkpoints
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise SystemExit("killed")
+        real_save(run, out)
+
+    monkeypatch.setattr(stacked, "save_checkpoint", dying_save)
+    with pytest.raises(SystemExit):
+        train_stacked(configs, outs, progress=False)
+    monkeypatch.setattr(stacked, "save_checkpoint", real_save)
+    assert [load_run(out).step for out in outs] == [8, 4]  # the second member has to catch up alone
+    with pytest.raises(ConfigError, match="--resume"):
+        train_stacked(configs, outs, progress=False)
+    for a, b in zip(whole, train_stacked(configs, outs, resume=True, progress=False)):
+        same_metrics(a, b)
+        assert b["evaluations"] == a["evaluations"] == 3
+
+
+def test_stacked_configs_must_differ_only_in_seed(tmp_path):
+    with pytest.raises(ConfigError, match="lr differ"):
+        train_stacked([tiny("baseline", 1), tiny("baseline", 2, lr=1e-3)], [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ConfigError, match="distinct seeds"):
+        train_stacked([tiny("baseline", 1), tiny("baseline", 1)], [tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ConfigError, match="one output folder per config"):
+        train_stacked([tiny("baseline", 1)], [tmp_path / "a", tmp_path / "b"])
+
+
+def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys, monkeypatch):
+    # The wiring only: the CLI's 256 evaluation pairs would cost seconds and are tested above.
+    monkeypatch.setattr(training, "evaluate", lambda run: {"samples": run.step * run.config.batch})
+    args = ["--samples", "64", "--batch", "16", "--eval-every", "64", "--quiet", "--scales", "2", "--depth", "4",
+            "--latent", "4"]
+    assert main(["train", "--model", "dropout", "--seed", "3", "--seeds", "2", "--out", str(tmp_path), *args]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and printed[0].startswith("seed 3:") and printed[1].startswith("seed 4:")
+    for seed in (3, 4):
+        assert json.loads((tmp_path / f"seed{seed}" / "metrics.json").read_text())["seed"] == seed
+        assert load_run(tmp_path / f"seed{seed}").config.seed == seed
+    png = tmp_path / "grid.png"
+    assert main(["interpolate", str(tmp_path / "seed4"), "--out", str(png), "--pairs", "2", "--steps", "3"]) == 0
+
+
+def test_reproduce_trains_seeds_stacked_with_the_same_table(tmp_path):
+    from acai.reproduce import reproduce_table1
+
+    settings = dict(samples=64, eval_every=32, eval_window=1, eval_pairs=8, batch=16, scales=2, depth=4, latent=4)
+    tables = {stack: reproduce_table1(tmp_path / str(stack), seeds=2, models=["acai"], progress=False,
+                                      overrides=settings, stack=stack)
+              for stack in (False, True)}
+    for key in ("mean_distance_e3", "mean_distance_e3_std", "samples"):
+        assert tables[True][0][key] == pytest.approx(tables[False][0][key], rel=1e-4)
+    assert tables[True][0]["runs"] == 2
