@@ -159,13 +159,13 @@ def reproduce_table2(out, preset: str = "quick", datasets=None, latents=None, mo
         for model, runs in by_model.items():
             tandem.setdefault((dataset, dz), {})[model] = [r["probe_accuracy"] for r in runs]
             final.setdefault((dataset, dz), {})[model] = [
-                run_probe(run_dir(out, dataset, dz, model, seed), **probe)["accuracy"] for seed in range(len(runs))]
+                run_probe(run_dir(out, dataset, dz, model, seed), progress=progress, **probe)["accuracy"] for seed in range(len(runs))]
     pixel_rows = []
     for dataset in datasets:  # the pixel baseline, with the final-codes probe's protocol
         path = out / f"pixels-{dataset}.json"
         result = json.loads(path.read_text()) if path.exists() else {}
         if {k: result.get(k) for k in probe} != probe:
-            result = {**probe, **pixel_probe(dataset, data_dir, **probe)}
+            result = {**probe, **pixel_probe(dataset, data_dir, progress=progress, **probe)}
             ckpt.save_json(result, path)
         pixel_rows.append(f"| {dataset} | pixels | dense layer on pixels | — | {result['accuracy']:.2f} | "
                           f"{PAPER_PIXELS[dataset]:.2f} |")
