@@ -93,7 +93,7 @@ def run_probe(run_dir, progress: bool = False, **probe_options) -> dict:
     reuses run_dir/probe.json if made with the same options."""
     run_dir = Path(run_dir)
     options = {**_PROBE_DEFAULTS, **probe_options}
-    cached = _cached(run_dir / PROBE, options)
+    cached = cached_result(run_dir / PROBE, options)
     if cached:
         return cached
     run = load_run(run_dir)
@@ -104,7 +104,7 @@ def run_probe(run_dir, progress: bool = False, **probe_options) -> dict:
     return {**options, **result}
 
 
-def _cached(path: Path, settings: dict) -> dict | None:
+def cached_result(path: Path, settings: dict) -> dict | None:
     """The JSON result at `path` if it was made with exactly these settings."""
     if path.exists():
         result = json.loads(path.read_text())
@@ -124,7 +124,7 @@ def cluster_run(run_dir, restarts: int = 1000, iterations: int = 1000, seed: int
     """SPEC 5 clustering accuracy of a run's codes; reuses run_dir/cluster.json if made with these settings."""
     run_dir = Path(run_dir)
     settings = dict(restarts=restarts, iterations=iterations, seed=seed)
-    cached = _cached(run_dir / CLUSTER, settings)
+    cached = cached_result(run_dir / CLUSTER, settings)
     if cached:
         return cached
     run = load_run(run_dir)

@@ -6,7 +6,6 @@ figures reuse what table2 trained (finished runs are read, unfinished ones resum
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig
 from .figures import grid_image, interpolation_rows, save_png
 from .models import MODELS
-from .represent import cluster_run, pixel_probe, run_probe
+from .represent import cached_result, cluster_run, pixel_probe, run_probe
 from .reproduce import TABLE1_PRESETS, format_cell, mean_std, run_one, run_seeds, write_table
 from .train import load_run
 
@@ -159,12 +158,13 @@ def reproduce_table2(out, preset: str = "quick", datasets=None, latents=None, mo
         for model, runs in by_model.items():
             tandem.setdefault((dataset, dz), {})[model] = [r["probe_accuracy"] for r in runs]
             final.setdefault((dataset, dz), {})[model] = [
-                run_probe(run_dir(out, dataset, dz, model, seed), progress=progress, **probe)["accuracy"] for seed in range(len(runs))]
+                run_probe(run_dir(out, dataset, dz, model, seed), progress=progress, **probe)["accuracy"]
+                for seed in range(len(runs))]
     pixel_rows = []
     for dataset in datasets:  # the pixel baseline, with the final-codes probe's protocol
         path = out / f"pixels-{dataset}.json"
-        result = json.loads(path.read_text()) if path.exists() else {}
-        if {k: result.get(k) for k in probe} != probe:
+        result = cached_result(path, probe)
+        if result is None:
             result = {**probe, **pixel_probe(dataset, data_dir, progress=progress, **probe)}
             ckpt.save_json(result, path)
         pixel_rows.append(f"| {dataset} | pixels | dense layer on pixels | — | {result['accuracy']:.2f} | "

@@ -1,7 +1,6 @@
 """Each loss against a hand computation on a tiny input, and learning on lines."""
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
