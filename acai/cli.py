@@ -76,8 +76,10 @@ def cmd_reproduce(args) -> None:
     from . import reproduce_real
     from .reproduce import reproduce_table1
 
-    out = args.out or f"results/{'table1' if args.what == 'table1' else 'real'}-{args.preset}"
-    common = dict(preset=args.preset, models=args.models, device=args.device, progress=not args.quiet)
+    bf16 = args.precision == "bfloat16"
+    out = args.out or f"results/{'table1' if args.what == 'table1' else 'real'}-{args.preset}{'-bf16' if bf16 else ''}"
+    common = dict(preset=args.preset, models=args.models, device=args.device, progress=not args.quiet,
+                  overrides={"precision": args.precision} if bf16 else None)
     stack = {"auto": None, "on": True, "off": False}[args.stack]
     if args.what == "table1":
         if args.datasets or args.latents:
@@ -177,6 +179,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=positive_int, default=1000, help="K-Means restarts for table3 (1000)")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="as for train; bfloat16 runs go to their own folder (default ...-PRESET-bf16)")
     p.add_argument("--out", default=None, help="results folder (default results/table1-PRESET or results/real-PRESET)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ METRICS = ("mean_distance", "smoothness", "probe_accuracy")
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", "Mean of empty slice|Degrees of freedom")  # all-undefined smoothness is expected
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["acai", "baseline"])
     parser.add_argument("--seeds", type=int, default=2)

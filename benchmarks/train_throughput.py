@@ -1,21 +1,26 @@
 """Training throughput of each model through the real trainer vs a plain eager step (samples/s, batch 64).
 
     python benchmarks/train_throughput.py [--settings lines|svhn] [--depth 16|64] [--device cpu|cuda]
-        [--precision float32|bfloat16] [--compile] [--models acai baseline] [--steps 30] [--warmup 3] [--out F]
+        [--precision float32|bfloat16] [--compile] [--models acai baseline] [--steps 8] [--rounds 5]
+        [--warmup 3] [--out F]
 
 "trainer" is `train_step` on a `build_run` Run (one forward pass, per-group
-gradients, channels-last; with --precision bfloat16 the forward under autocast,
-with --compile the whole step through torch.compile). "plain" is the same
-model's step written the obvious way: float32, NCHW, each loss with its own
-forward and backward, never compiled. Settings: lines (Arch scales 4, depth 16,
+gradients, channels-last, in-place activations; with --precision bfloat16 the
+forward under autocast, with --compile the whole step through torch.compile).
+"plain" is the same model's step written the obvious way: float32, NCHW,
+nn.LeakyReLU, each loss with its own forward and backward, never compiled. Settings: lines (Arch scales 4, depth 16,
 latent 16; VQ-VAE scales 3) or svhn (3x32x32, scales 3, depth 64, latent 2,
 d_z 32) on random images in [-1, 1] and labels 0..9, since only shapes matter
 for speed. Batches are made and moved to the device before timing.
 
-Each (model, side) runs in a fresh subprocess so that its peak memory is its
-own: on CUDA torch.cuda.max_memory_allocated, on CPU the rise of the peak RSS
-(ru_maxrss) from just after the imports. "compile s" is the warm-up time beyond
-what the same steps take at the steady rate.
+Speed: both sides of a model run in one fresh subprocess and are timed in
+alternating windows of --steps steps (the side that goes first alternates too);
+each side's rate is the median over --rounds windows, "per-window" is the range
+of the trainer/plain ratio over the rounds. Memory: each side once more in a
+subprocess of its own, so that its peak is its own: on CUDA
+torch.cuda.max_memory_allocated, on CPU the rise of the peak RSS (ru_maxrss)
+from just after the imports. "compile s" is the warm-up time beyond what the
+same steps take at the steady rate.
 """
 from __future__ import annotations
 
@@ -30,12 +35,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 import acai.train as training
 from acai.config import ConfigError, TrainConfig
 from acai.models import MODELS
+from acai.nets import LEAK, Leaky
 from acai.train import build_run, to_device, train_step
 
 BATCH = 64
@@ -79,50 +86,83 @@ def make_batches(run, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
             for _ in range(count)]  # x (B, 3, 32, 32) in [-1, 1], y (B,)
 
 
-def timed(step, batches, warmup: int, device: torch.device) -> tuple[float, float]:
-    """-> (seconds of the warm-up steps, seconds per step after them)."""
-    def clock() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    start = clock()
-    for x, y in batches[:warmup]:
-        step(x, y)
-    middle = clock()
-    for x, y in batches[warmup:]:
-        step(x, y)
-    return middle - start, (clock() - middle) / (len(batches) - warmup)
+def plain_model(run) -> None:
+    """The plain side's network: NCHW weights and the out-of-place nn.LeakyReLU one would write."""
+    run.model.to(memory_format=torch.contiguous_format)
+    for parent in list(run.model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, Leaky):
+                setattr(parent, name, torch.nn.LeakyReLU(LEAK))
 
 
-def measure(model: str, side: str, args) -> dict:
-    """One (model, side) in this process -> samples/s, peak memory and compile time."""
-    rss_after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+def prepare(model: str, side: str, args):
+    """-> (step(x, y), batches) for one side, its batches already on the device."""
     trainer = side == "trainer"
-    try:
-        run = make_run(model, args, args.precision if trainer else "float32")
-    except ConfigError as error:  # e.g. vqvae in bfloat16
-        return dict(error=str(error))
+    run = make_run(model, args, args.precision if trainer else "float32")
     batches = make_batches(run, args.warmup + args.steps)
     if trainer:
-        batches = [(to_device(x, run.device), y.to(run.device)) for x, y in batches]
         step_fn = torch.compile(train_step) if args.compile else train_step
-        warm_s, step_s = timed(lambda x, y: step_fn(run, x, y), batches, args.warmup, run.device)
-    else:
-        run.model.to(memory_format=torch.contiguous_format)
-        params = list(run.model.parameters()) + (list(run.probe.parameters()) if run.probe is not None else [])
-        batches = [(x.to(run.device), y.to(run.device)) for x, y in batches]
-        warm_s, step_s = timed(lambda x, y: plain_step(run, params, x, y), batches, args.warmup, run.device)
+        return (lambda x, y: step_fn(run, x, y)), [(to_device(x, run.device), y.to(run.device)) for x, y in batches], run
+    plain_model(run)
+    params = list(run.model.parameters()) + (list(run.probe.parameters()) if run.probe is not None else [])
+    return (lambda x, y: plain_step(run, params, x, y)), [(x.to(run.device), y.to(run.device)) for x, y in batches], run
+
+
+def clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def window(step, batches, device: torch.device) -> float:
+    """Seconds for one pass over `batches`."""
+    start = clock(device)
+    for x, y in batches:
+        step(x, y)
+    return clock(device) - start
+
+
+def measure_speed(model: str, args) -> dict:
+    """Both sides in this process, timed in alternating windows -> median samples/s of each.
+
+    This machine's speed drifts by tens of percent over minutes; alternating the
+    sides window by window (and which goes first) makes their ratio robust to it.
+    """
+    try:
+        sides = {side: prepare(model, side, args) for side in ("trainer", "plain")}
+    except ConfigError as error:  # a precision the model refuses
+        return dict(error=str(error))
+    device = sides["trainer"][2].device
+    warm_s = {side: window(step, batches[:args.warmup], device) for side, (step, batches, _) in sides.items()}
+    rates = {side: [] for side in sides}
+    for round_ in range(args.rounds):
+        for side in (("trainer", "plain") if round_ % 2 == 0 else ("plain", "trainer")):
+            step, batches, _ = sides[side]
+            rates[side].append(BATCH * args.steps / window(step, batches[args.warmup:], device))
+    result = {side: dict(samples_per_s=float(np.median(r)), rounds=r) for side, r in rates.items()}
+    if args.compile:  # warm-up time beyond what the same steps take at the steady rate
+        result["trainer"]["compile_s"] = warm_s["trainer"] - args.warmup * BATCH / result["trainer"]["samples_per_s"]
+    per_round = [t / p for t, p in zip(rates["trainer"], rates["plain"])]
+    result.update(ratio=result["trainer"]["samples_per_s"] / result["plain"]["samples_per_s"],
+                  ratio_range=[min(per_round), max(per_round)])
+    return result
+
+
+def measure_memory(model: str, side: str, args) -> dict:
+    """Peak memory of one side alone, in a process of its own (warm-up plus two steps)."""
+    rss_after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    try:
+        step, batches, run = prepare(model, side, args)
+    except ConfigError as error:
+        return dict(error=str(error))
+    window(step, batches[:args.warmup + 2], run.device)
     if run.device.type == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_after_imports) / 2**10
-    compile_s = warm_s - args.warmup * step_s if trainer and args.compile else None
-    return dict(samples_per_s=BATCH / step_s, peak_mib=peak_mib, compile_s=compile_s)
+        return dict(peak_mib=torch.cuda.max_memory_allocated() / 2**20)
+    return dict(peak_mib=(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_after_imports) / 2**10)
 
 
-def in_subprocess(model: str, side: str) -> dict:
-    command = [sys.executable, __file__, *sys.argv[1:], "--worker", model, side]
+def in_subprocess(*worker: str) -> dict:
+    command = [sys.executable, __file__, *sys.argv[1:], "--worker", *worker]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         return dict(error=(done.stderr.strip().splitlines() or ["no output"])[-1])
@@ -143,36 +183,42 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"], help="trainer side only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trainer's step")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per side")
+    parser.add_argument("--steps", type=int, default=8, help="steps per timed window")
+    parser.add_argument("--rounds", type=int, default=5, help="timed windows per side, alternating sides")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/train_throughput-...)")
-    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "SIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(*args.worker, args)))
+        kind, *what = args.worker
+        print(json.dumps(measure_speed(*what, args) if kind == "speed" else measure_memory(*what, args)))
         return
     memory = "peak CUDA MiB (max_memory_allocated)" if args.device == "cuda" else "peak RSS rise MiB (ru_maxrss)"
     threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
     print(f"samples/s at batch {BATCH}, {args.settings}, depth {args.depth or 'default'}, {args.device}{threads}; "
-          f"trainer {args.precision}{' compiled' if args.compile else ''}, plain float32 eager; memory: {memory}")
-    print(f"{'model':10s} {'trainer':>9s} {'plain':>9s} {'ratio':>6s} {'mem tr':>8s} {'mem pl':>8s} {'compile s':>9s}")
+          f"trainer {args.precision}{' compiled' if args.compile else ''}, plain float32 eager; "
+          f"median of {args.rounds} alternating windows of {args.steps} steps; memory: {memory}")
+    print(f"{'model':10s} {'trainer':>8s} {'plain':>8s} {'ratio':>6s} {'per-window':>11s} {'mem tr':>7s} {'mem pl':>7s}"
+          + (f" {'compile s':>9s}" if args.compile else ""))
     rows = []
     for model in args.models:
-        trainer = in_subprocess(model, "trainer")
-        plain = in_subprocess(model, "plain") if "error" not in trainer else {}
-        row = dict(model=model, trainer=trainer, plain=plain)
-        if "error" in trainer or "error" in plain:
-            print(f"{model:10s} n/a: {trainer.get('error') or plain.get('error')}", flush=True)
-        else:
-            row["ratio"] = trainer["samples_per_s"] / plain["samples_per_s"]
-            compiled = f"{trainer['compile_s']:9.1f}" if args.compile else f"{'-':>9s}"
-            print(f"{model:10s} {trainer['samples_per_s']:9.0f} {plain['samples_per_s']:9.0f} {row['ratio']:6.2f} "
-                  f"{trainer['peak_mib']:8.0f} {plain['peak_mib']:8.0f} {compiled}", flush=True)
+        row = dict(model=model, **in_subprocess("speed", model))
+        if "error" not in row:
+            row["peak_mib"] = {side: in_subprocess("memory", model, side).get("peak_mib") for side in ("trainer", "plain")}
         rows.append(row)
+        if "error" in row:
+            print(f"{model:10s} n/a: {row['error']}", flush=True)
+            continue
+        low, high = row["ratio_range"]
+        print(f"{model:10s} {row['trainer']['samples_per_s']:8.0f} {row['plain']['samples_per_s']:8.0f} "
+              f"{row['ratio']:6.2f} {low:5.2f}-{high:<5.2f} {row['peak_mib']['trainer'] or 0:7.0f} "
+              f"{row['peak_mib']['plain'] or 0:7.0f}" + (f" {row['trainer']['compile_s']:9.1f}" if args.compile else ""),
+              flush=True)
     machine = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     out = Path(args.out) if args.out else default_out(args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: getattr(args, k) for k in ("settings", "depth", "device", "precision", "compile", "steps", "warmup")}
+    settings = {k: getattr(args, k) for k in ("settings", "depth", "device", "precision", "compile", "steps", "rounds",
+                                              "warmup")}
     out.write_text(json.dumps(dict(machine=machine, torch=torch.__version__, threads=torch.get_num_threads(),
                                    batch=BATCH, memory=memory, **settings, rows=rows), indent=2) + "\n")
     print(f"wrote {out}")

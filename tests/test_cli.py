@@ -30,6 +30,9 @@ def test_train_then_interpolate(tmp_path, capsys):
     (["train", "--model", "acai", "--data", "imagenet", "--out", "{tmp}/b"], "unknown data set"),
     (["train", "--model", "acai", "--dz", "30", "--out", "{tmp}/c"], "not a multiple"),
     (["interpolate", "{tmp}/missing", "--out", "{tmp}/x.png"], "no checkpoint"),
+    # --precision reaches the runs' configs: stacked seeds refuse bfloat16 before training anything
+    (["reproduce", "table1", "--precision", "bfloat16", "--stack", "on", "--seeds", "2", "--models", "baseline",
+      "--quiet", "--out", "{tmp}/r"], "float32 only"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
