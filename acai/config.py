@@ -24,6 +24,10 @@ MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
 REPORTING_FIELDS = ("eval_window", "device", "checkpoint_seconds")
 # "bfloat16" runs the training forward passes under autocast; weights, Adam, the probe and evaluation stay float32.
 PRECISIONS = ("float32", "bfloat16")
+# Models whose quick-preset lines metrics stayed within float32's seed-to-seed spread in bfloat16
+# (benchmarks/precision_check.py, 3 seeds per precision; results in benchmarks/results/precision_check.json).
+# The others train in bfloat16 too, with a warning: ACAI's Mean Distance and dropout's Smoothness moved.
+BFLOAT16_CHECKED = ("baseline", "denoising", "vae", "vqvae")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import REPORTING_FIELDS, ConfigError, TrainConfig
+from .config import BFLOAT16_CHECKED, REPORTING_FIELDS, ConfigError, TrainConfig
 from .data import get_source
 from .lines import evaluate as lines_evaluate
 from .lines import interpolate_codes
@@ -273,6 +274,10 @@ def train(config: TrainConfig, out, resume: bool = False, progress: bool = True)
     out = Path(out)
     run = open_run(config, out, resume)
     cfg = run.config
+    if cfg.precision == "bfloat16" and cfg.model not in BFLOAT16_CHECKED:
+        warnings.warn(f"bfloat16 is not checked for {cfg.model} (its quick-preset lines metrics left float32's "
+                      f"seed spread, see benchmarks/precision_check.py); use --precision float32 for paper numbers",
+                      stacklevel=2)
     bar = tqdm(total=cfg.steps * cfg.batch, initial=run.step * cfg.batch, unit="sample", unit_scale=True,
                disable=not progress, desc=f"{cfg.model}/{cfg.data}/seed{cfg.seed}", dynamic_ncols=True)
     tick = last_save = time.perf_counter()  # run.seconds counts training only, not evaluation or saving

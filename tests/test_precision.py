@@ -1,4 +1,6 @@
 """precision="bfloat16": the training forward runs under autocast, everything else stays float32."""
+import warnings
+
 import pytest
 import torch
 
@@ -74,6 +76,7 @@ def test_bf16_run_trains_and_its_reconstruction_loss_falls():
     assert reconstruction() < 0.7 * before
 
 
+@pytest.mark.filterwarnings("ignore:bfloat16 is not checked")
 @pytest.mark.parametrize("model", ["acai", "dropout"])
 def test_bf16_resume_is_exact(tmp_path, model):
     whole = train(tiny(model), tmp_path / "whole", progress=False)
@@ -87,6 +90,15 @@ def test_bf16_resume_is_exact(tmp_path, model):
     assert torch.equal(a["generator"], b["generator"])
     with pytest.raises(ConfigError, match="different precision"):
         train(tiny(model, samples=512, precision="float32"), tmp_path / "parts", resume=True, progress=False)
+
+
+def test_bf16_warns_only_for_models_not_checked(tmp_path):
+    with pytest.warns(UserWarning, match="bfloat16 is not checked for acai"):
+        train(tiny("acai", samples=16, eval_every=16), tmp_path / "acai", progress=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        train(tiny("baseline", samples=16, eval_every=16), tmp_path / "baseline", progress=False)
+    assert not [w for w in seen if "bfloat16 is not checked" in str(w.message)]
 
 
 def test_stacked_seeds_refuse_bf16(tmp_path):

@@ -53,9 +53,11 @@ class VQVAE(ConvAutoencoder):
         z = z.float()
         batch, dz = z.shape[0], self.arch.dz
         vectors = self.project(z.flatten(1)).view(batch * self.hp.num_latents, dz)  # (B·L, d_z)
-        distance = (vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ self.codebook.T
-                    + self.codebook.pow(2).sum(1))  # (B·L, entries)
-        nearest = distance.argmin(dim=1)
+        with torch.no_grad():  # argmin passes no gradient: record nothing for autograd
+            # ‖v - c‖² = ‖v‖² - 2v·c + ‖c‖², and ‖v‖² is the same for every entry c, so the
+            # nearest entry minimises ‖c‖² - 2v·c: one fused matmul-add over the scores.
+            scores = torch.addmm(self.codebook.pow(2).sum(1), vectors, self.codebook.T, alpha=-2)  # (B·L, entries)
+            nearest = scores.argmin(dim=1)
         quantised = self.codebook[nearest]
         straight_through = vectors + (quantised - vectors).detach()
         h = self.hidden(F.relu(straight_through.view(batch, -1)))  # (B, hidden)
