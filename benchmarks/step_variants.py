@@ -22,39 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from acai.nets import LEAK, Leaky
 from acai.train import to_device, train_step
-from train_throughput import BATCH, make_batches, make_run, window
+from train_throughput import BATCH, make_batches, make_run, out_of_place_activations, window
 
 
-def out_of_place_activations(run) -> None:
-    for parent in list(run.model.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, Leaky):
-                setattr(parent, name, torch.nn.LeakyReLU(LEAK))
-
-
-@torch.autocast("cpu", enabled=False)
-def three_term_quantise(self, z):
-    """The VQ-VAE's quantise as it was: the full distance, recorded by autograd."""
-    z = z.float()
-    batch, dz = z.shape[0], self.arch.dz
-    vectors = self.project(z.flatten(1)).view(batch * self.hp.num_latents, dz)
+def distance_argmin(self, vectors):
+    """The VQ-VAE's nearest-entry search as it was: the full three-term distance, recorded by autograd."""
     distance = vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ self.codebook.T + self.codebook.pow(2).sum(1)
-    nearest = distance.argmin(dim=1)
-    quantised = self.codebook[nearest]
-    straight_through = vectors + (quantised - vectors).detach()
-    h = self.hidden(F.relu(straight_through.view(batch, -1)))
-    return self.out(F.relu(h)).view(z.shape), vectors, nearest
+    return distance.argmin(dim=1)
 
 
 def old_vq_search(run) -> None:
-    run.model.quantise = types.MethodType(three_term_quantise, run.model)
+    run.model.nearest_entries = types.MethodType(distance_argmin, run.model)
 
 
-CHANGES = {"inplace": out_of_place_activations, "vq-search": old_vq_search}
+CHANGES = {"inplace": lambda run: out_of_place_activations(run.model), "vq-search": old_vq_search}
 
 
 def main() -> None:

@@ -8,9 +8,9 @@
 gradients, channels-last, in-place activations; with --precision bfloat16 the
 forward under autocast, with --compile the whole step through torch.compile).
 "plain" is the same model's step written the obvious way: float32, NCHW,
-nn.LeakyReLU, each loss with its own forward and backward, never compiled. Settings: lines (Arch scales 4, depth 16,
-latent 16; VQ-VAE scales 3) or svhn (3x32x32, scales 3, depth 64, latent 2,
-d_z 32) on random images in [-1, 1] and labels 0..9, since only shapes matter
+nn.LeakyReLU, each loss with its own forward and backward, never compiled.
+Settings: lines (Arch scales 4, depth 16, latent 16; VQ-VAE scales 3) or svhn
+(3x32x32, scales 3, depth 64, latent 2, d_z 32) on random images in [-1, 1] and labels 0..9, since only shapes matter
 for speed. Batches are made and moved to the device before timing.
 
 Speed: both sides of a model run in one fresh subprocess and are timed in
@@ -86,17 +86,22 @@ def make_batches(run, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
             for _ in range(count)]  # x (B, 3, 32, 32) in [-1, 1], y (B,)
 
 
-def plain_model(run) -> None:
-    """The plain side's network: NCHW weights and the out-of-place nn.LeakyReLU one would write."""
-    run.model.to(memory_format=torch.contiguous_format)
-    for parent in list(run.model.modules()):
+def out_of_place_activations(model: torch.nn.Module) -> None:
+    """Swap acai's in-place Leaky modules for the nn.LeakyReLU one would write."""
+    for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, Leaky):
                 setattr(parent, name, torch.nn.LeakyReLU(LEAK))
 
 
+def plain_model(run) -> None:
+    """The plain side's network: NCHW weights and out-of-place activations."""
+    run.model.to(memory_format=torch.contiguous_format)
+    out_of_place_activations(run.model)
+
+
 def prepare(model: str, side: str, args):
-    """-> (step(x, y), batches) for one side, its batches already on the device."""
+    """-> (step(x, y), batches already on the device, run) for one side."""
     trainer = side == "trainer"
     run = make_run(model, args, args.precision if trainer else "float32")
     batches = make_batches(run, args.warmup + args.steps)

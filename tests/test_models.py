@@ -130,6 +130,14 @@ def test_vqvae_snaps_to_nearest_entry_with_straight_through_gradient():
     assert model.encoder[0].weight.grad.abs().sum() > 0
 
 
+def test_vqvae_search_matches_float64_brute_force_on_the_full_codebook():
+    # 2^14 entries drawn within ±sqrt(3/2^14): as close together as the release's initial codebook.
+    model = build("vqvae", TINY)
+    vectors = torch.randn(640, TINY.dz, generator=torch.Generator().manual_seed(0)) * model.codebook.std()
+    exact = torch.cdist(vectors.double(), model.codebook.double()).argmin(1)
+    assert (model.nearest_entries(vectors) == exact).float().mean() >= 0.999
+
+
 def test_vqvae_ema_update_by_hand():
     model = build("vqvae", TINY, codebook_log2=2, decay=0.9, epsilon=1e-5)
     dz = TINY.dz

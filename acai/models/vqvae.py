@@ -53,16 +53,21 @@ class VQVAE(ConvAutoencoder):
         z = z.float()
         batch, dz = z.shape[0], self.arch.dz
         vectors = self.project(z.flatten(1)).view(batch * self.hp.num_latents, dz)  # (B·L, d_z)
-        with torch.no_grad():  # argmin passes no gradient: record nothing for autograd
-            # ‖v - c‖² = ‖v‖² - 2v·c + ‖c‖², and ‖v‖² is the same for every entry c, so the
-            # nearest entry minimises ‖c‖² - 2v·c: one fused matmul-add over the scores.
-            scores = torch.addmm(self.codebook.pow(2).sum(1), vectors, self.codebook.T, alpha=-2)  # (B·L, entries)
-            nearest = scores.argmin(dim=1)
+        nearest = self.nearest_entries(vectors)
         quantised = self.codebook[nearest]
         straight_through = vectors + (quantised - vectors).detach()
         h = self.hidden(F.relu(straight_through.view(batch, -1)))  # (B, hidden)
         code = self.out(F.relu(h))  # (B, d_z)
         return code.view(z.shape), vectors, nearest
+
+    @torch.no_grad()  # argmin passes no gradient: record nothing for autograd
+    def nearest_entries(self, vectors):
+        """vectors (N, d_z) -> index of each one's nearest codebook entry (N,).
+
+        ‖v - c‖² = ‖v‖² - 2v·c + ‖c‖², and ‖v‖² is the same for every entry c, so the
+        nearest entry minimises ‖c‖² - 2v·c: one fused matmul-add over the scores."""
+        scores = torch.addmm(self.codebook.pow(2).sum(1), vectors, self.codebook.T, alpha=-2)  # (N, entries)
+        return scores.argmin(dim=1)
 
     @torch.no_grad()
     def codebook_update(self, vectors, nearest) -> dict[str, torch.Tensor]:
