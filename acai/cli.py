@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import signal
 import sys
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig
-from .data import DataError
+from .data import Capability, DataError, offers
 from .models import MODELS
+from .train import RunFailed
 
 
 def parse_hparams(items: list[str]) -> dict:
@@ -31,8 +33,7 @@ def parse_hparams(items: list[str]) -> dict:
 def cmd_train(args) -> None:
     import dataclasses
 
-    from .stacked import train_stacked
-    from .train import train
+    from .train import train_runs
 
     config = TrainConfig(model=args.model, data=args.data, samples=args.samples, batch=args.batch, lr=args.lr,
                          seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
@@ -41,18 +42,18 @@ def cmd_train(args) -> None:
 
     def shown(metrics: dict) -> str:
         keys = ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
-        return " ".join(f"{k}={metrics[k]:.6g}" for k in keys if k in metrics)
+        state = f" state={metrics['state']}" if metrics.get("state", "ok") != "ok" else ""
+        return " ".join(f"{k}={metrics[k]:.6g}" for k in keys if k in metrics) + state
 
     if args.seeds == 1:
-        metrics = train(config, args.out, resume=args.resume, progress=not args.quiet)
-        print(shown(metrics))
-        print(f"wrote {Path(args.out) / 'metrics.json'}")
-        return
-    # K seeds trained at once with stacked weights, each in its own OUT/seed{s}/ run folder.
-    configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
-    outs = [Path(args.out) / f"seed{c.seed}" for c in configs]
-    for metrics, out in zip(train_stacked(configs, outs, resume=args.resume, progress=not args.quiet), outs):
-        print(f"seed {metrics['seed']}: {shown(metrics)} -> wrote {out / 'metrics.json'}")
+        configs, outs = [config], [Path(args.out)]
+    else:  # K seeds trained at once with stacked weights, each in its own OUT/seed{s}/ run folder
+        configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
+        outs = [Path(args.out) / f"seed{c.seed}" for c in configs]
+    results = train_runs(configs, outs, resume=args.resume, progress=not args.quiet, stack=args.seeds > 1)
+    for metrics, out in zip(results, outs):
+        prefix = f"seed {metrics['seed']}: " if args.seeds > 1 else ""
+        print(f"{prefix}{shown(metrics)} -> wrote {out / 'metrics.json'}")
 
 
 def cmd_interpolate(args) -> None:
@@ -60,39 +61,44 @@ def cmd_interpolate(args) -> None:
     from .train import load_run
 
     run = load_run(args.run)
-    if hasattr(run.source, "evaluation_lines"):
+    if offers(run.source, Capability.LINES):
         angles = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, 2 * args.pairs)
         images = run.source.batch_from_angles(angles)[0]
     else:
         x, _ = run.source.test_set()
         images = x[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x))[:2 * args.pairs])]
-    torch.manual_seed(args.seed)
-    rows = interpolation_rows(run.model, images[:args.pairs], images[args.pairs:], args.steps)
+    rows = interpolation_rows(run.model, images[:args.pairs], images[args.pairs:], args.steps, seed=args.seed)
     path = save_png(grid_image(rows), args.out)
     print(f"wrote {path}: {args.pairs} interpolations of {args.steps} steps by {run.config.model}")
 
 
 def cmd_reproduce(args) -> None:
-    from . import reproduce_real
-    from .reproduce import reproduce_table1
+    from .executors import Inline, Local
+    from .sweep import PRESETS, SweepSpec, reproduce
 
-    bf16 = args.precision == "bfloat16"
-    out = args.out or f"results/{'table1' if args.what == 'table1' else 'real'}-{args.preset}{'-bf16' if bf16 else ''}"
-    common = dict(preset=args.preset, models=args.models, device=args.device, progress=not args.quiet,
-                  overrides={"precision": args.precision} if bf16 else None)
-    stack = {"auto": None, "on": True, "off": False}[args.stack]
-    if args.what == "table1":
-        if args.datasets or args.latents:
-            raise ConfigError("table1 is the lines benchmark; --datasets and --latents are for table2, table3, figures")
-        reproduce_table1(out, seeds=args.seeds, stack=stack, **common)
-        return
-    common.update(datasets=args.datasets, latents=args.latents, data_dir=args.data_dir)
-    if args.what == "figures":
-        reproduce_real.reproduce_figures(out, **common)
-    elif args.what == "table2":
-        reproduce_real.reproduce_table2(out, seeds=args.seeds, stack=stack, **common)
+    preset = PRESETS[args.preset]
+    suffix = "" if args.precision == "preset" else f"-{args.precision}"
+    out = args.out or f"results/{args.what}-{args.preset}{suffix}"
+    spec = SweepSpec(args.what, out, preset, args.seeds or preset.seeds, tuple(args.models or MODELS),
+                     tuple(args.datasets or ()), tuple(args.latents or ()), args.device, args.precision,
+                     args.data_dir, args.stack == "on" or (args.stack == "auto" and args.device == "cuda"),
+                     probe_samples=args.probe_samples, restarts=args.restarts)
+    if args.executor == "inline":
+        executor = Inline()
+    elif args.executor == "local":
+        executor = Local(args.workers, args.threads)
     else:
-        reproduce_real.reproduce_table3(out, seeds=args.seeds, restarts=args.restarts, stack=stack, **common)
+        from .slurm import Slurm
+
+        executor = Slurm(partition=args.slurm_partition, gpus_per_task=args.gpus_per_task,
+                         time_limit=args.time_limit, max_parallel=args.max_parallel)
+    reproduce(spec, executor, progress=not args.quiet)
+
+
+def cmd_status(args) -> None:
+    from .status import status
+
+    print(status(args.out))
 
 
 def cmd_probe(args) -> None:
@@ -166,24 +172,42 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_interpolate)
 
-    p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper")
+    p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper (a sweep of runs)")
     p.add_argument("what", choices=["table1", "table2", "table3", "figures"])
     p.add_argument("--preset", default="quick", choices=["quick", "cpu", "paper"])
     p.add_argument("--datasets", nargs="+", default=None, help="subset of the data sets (table2/3, figures)")
     p.add_argument("--latents", nargs="+", type=positive_int, default=None,
                    help="latent sizes d_z (default: the paper's; quick: the first only)")
-    p.add_argument("--seeds", type=positive_int, default=1, help="seeds per model (tables show mean ± std)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="seeds per model (default: the preset's)")
     p.add_argument("--stack", choices=["auto", "on", "off"], default="auto",
                    help="train the seeds of a model together with stacked weights (auto: on a GPU)")
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
     p.add_argument("--restarts", type=positive_int, default=1000, help="K-Means restarts for table3 (1000)")
+    p.add_argument("--probe-samples", type=positive_int, default=None,
+                   help="budget of the probe on final codes and the pixel baseline (default: the preset's)")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
-                   help="as for train; bfloat16 runs go to their own folder (default ...-PRESET-bf16)")
-    p.add_argument("--out", default=None, help="results folder (default results/table1-PRESET or results/real-PRESET)")
+    p.add_argument("--precision", default="preset", choices=["preset", "float32", "bfloat16"],
+                   help="preset: each model as the preset says (see README); or one precision for all, "
+                        "into its own folder (default ...-PRESET-PRECISION)")
+    p.add_argument("--executor", default="local", choices=["inline", "local", "slurm"],
+                   help="inline: in this process; local: worker processes (default); slurm: a job array")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="local: worker processes (default: one per core, fewer if fewer units)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="local: torch threads per worker (default: the cores shared among the workers)")
+    p.add_argument("--slurm-partition", default=None, help="slurm: the partition to submit to")
+    p.add_argument("--gpus-per-task", type=int, default=0, help="slurm: GPUs for each task (0: CPU tasks)")
+    p.add_argument("--time-limit", type=positive_int, default=240,
+                   help="slurm: minutes per task; a task that reaches it is requeued and resumes")
+    p.add_argument("--max-parallel", type=positive_int, default=None, help="slurm: tasks running at once")
+    p.add_argument("--out", default=None, help="results folder (default results/WHAT-PRESET)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("status", help="the state of every run of a sweep, and what each table still lacks")
+    p.add_argument("out", help="the --out folder of `acai reproduce`")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("probe", help="linear probe on a trained run's codes, or on raw pixels (--data)")
     p.add_argument("run", nargs="?", default=None, help="run folder written by `acai train`")
@@ -213,9 +237,14 @@ def main(argv=None) -> int:
     except (ConfigError, DataError) as error:
         print(f"acai: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("acai: interrupted; the last checkpoint is kept, rerun with --resume to continue", file=sys.stderr)
-        return 130
+    except RunFailed as error:
+        print(f"acai: run failed: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        print(f"acai: stopped by {signal.Signals(signum).name}; the checkpoint is saved, rerun with --resume "
+              f"(reproduce: rerun it) to continue", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

@@ -24,6 +24,7 @@ MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
 REPORTING_FIELDS = ("eval_window", "device", "checkpoint_seconds")
 # "bfloat16" runs the training forward passes under autocast; weights, Adam, the probe and evaluation stay float32.
 PRECISIONS = ("float32", "bfloat16")
+LR_DECAYS = ("none", "cosine")
 # Models whose quick-preset lines metrics stayed within float32's seed-to-seed spread in bfloat16
 # (benchmarks/precision_check.py, 3 seeds per precision; results in benchmarks/results/precision_check.json).
 # The others train in bfloat16 too, with a warning: ACAI's Mean Distance and dropout's Smoothness moved.
@@ -36,7 +37,10 @@ class TrainConfig:
     data: str = "lines"
     samples: int = 1 << 24  # training budget in samples (paper: 2^24)
     batch: int = 64
-    lr: float = 1e-4
+    lr: float = 1e-4  # Adam's rate for every group (SPEC 3); a model may set its own per group
+    lr_warmup: int = 0  # samples over which every rate rises linearly from 0 (paper: none)
+    lr_decay: str = "none"  # one of LR_DECAYS: "none" (paper) or "cosine" (to 0 at `samples`)
+    group_lr: dict = field(default_factory=dict)  # group name -> multiplier of that group's rate (paper: none)
     seed: int = 0
     eval_every: int = 1 << 16  # samples between evaluations (release: 64 Ki)
     eval_window: int = 20  # reported value = median of the last this-many evaluations
@@ -58,6 +62,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.lr_warmup < 0:
+            raise ConfigError(f"lr_warmup must be 0 or more samples, got {self.lr_warmup}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ConfigError(f"unknown lr_decay {self.lr_decay!r}; use {' or '.join(LR_DECAYS)}")
+        if any(not scale > 0 for scale in self.group_lr.values()):
+            raise ConfigError(f"group_lr multipliers must be positive, got {self.group_lr}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use {' or '.join(PRECISIONS)}")
 

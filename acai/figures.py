@@ -1,7 +1,10 @@
-"""Pictures: interpolation grids like the paper's Figures 3 and 5-10."""
+"""Pictures: interpolation grids like the paper's Figures 3 and 5-10, and learning curves.
+
+Every picture goes through `save_png` (an atomic write)."""
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +13,18 @@ from PIL import Image, ImageDraw
 
 from .checkpoint import save_bytes
 from .lines import interpolate_codes
-from .train import in_chunks, to_device
+from .nets import in_chunks, to_device
 
 
 @torch.no_grad()
-def interpolation_rows(model, start: torch.Tensor, end: torch.Tensor, steps: int = 16) -> np.ndarray:
-    """Decode `steps` mixtures of the codes of start[i] and end[i] -> (P, steps, C, H, W)."""
+def interpolation_rows(model, start: torch.Tensor, end: torch.Tensor, steps: int = 16, seed: int = 0) -> np.ndarray:
+    """Decode `steps` mixtures of the codes of start[i] and end[i] -> (P, steps, C, H, W).
+    `seed` seeds the draws of a model whose codes are samples (the VAE)."""
     model.eval()
     device = next(model.parameters()).device
-    z = interpolate_codes(*(in_chunks(model.encode, to_device(x, device)) for x in (start, end)), steps)  # (P, S, ...)
+    generator = torch.Generator(device).manual_seed(seed)
+    codes = (in_chunks(lambda b: model.encode(b, generator), to_device(x, device)) for x in (start, end))
+    z = interpolate_codes(*codes, steps)  # (P, S, latent, h, w)
     images = in_chunks(model.decode, z.flatten(0, 1))  # (P·S, C, H, W)
     return images.view(len(start), steps, *images.shape[1:]).float().cpu().numpy()
 
@@ -48,3 +54,108 @@ def save_png(image: Image.Image, path) -> Path:
     image.save(buffer, format="PNG")
     save_bytes(buffer.getvalue(), path)
     return Path(path)
+
+
+def learning_curves(histories: dict[str, list[list[dict]]], paper: dict[str, tuple], path, title: str) -> Path:
+    """Mean Distance and Smoothness against samples: one line per model (the mean over seeds), a band
+    from the lowest to the highest seed, the paper's value (after 2^24 samples) as a tick on the right
+    edge, and a cross where an evaluation found the model collapsed.
+
+    histories: {model: [log of each seed (log.jsonl entries)]}; paper: {model: (mean distance, smoothness)}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colours = plt.get_cmap("tab10").colors
+    for index, (model, seeds) in enumerate(histories.items()):
+        colour = colours[index % len(colours)]
+        samples = sorted({entry["samples"] for history in seeds for entry in history})
+        for axis, key, scale in ((axes[0], "mean_distance", 1e3), (axes[1], "smoothness", 1.0)):
+            table = np.full((len(seeds), len(samples)), np.nan)
+            for row, history in enumerate(seeds):
+                for entry in history:
+                    table[row, samples.index(entry["samples"])] = scale * entry.get(key, np.nan)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a column of undefined smoothness
+                mean, low, high = np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
+            axis.plot(samples, mean, color=colour, label=model if key == "mean_distance" else None, lw=1.6)
+            if len(seeds) > 1:
+                axis.fill_between(samples, low, high, color=colour, alpha=0.18, lw=0)
+            collapsed = [(s, min(v, axis_cap(key))) for history in seeds for entry in history
+                         if entry.get("state") == "collapsed"
+                         for s, v in [(entry["samples"], scale * entry.get(key, np.nan))] if np.isfinite(v)]
+            if collapsed:
+                axis.scatter(*zip(*collapsed), marker="x", color=colour, s=30, zorder=3)
+            if model in paper:
+                value = paper[model][0 if key == "mean_distance" else 1]
+                axis.annotate("", xy=(1.0, value), xycoords=("axes fraction", "data"), xytext=(1.04, value),
+                              textcoords=("axes fraction", "data"),
+                              arrowprops=dict(arrowstyle="-", color=colour, lw=2.5))
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("Mean Distance (×10⁻³, log scale; lower is better)")
+    axes[1].set_ylabel("Smoothness (lower is better; gaps: undefined)")
+    for axis in axes:
+        axis.set_xlabel("training samples")
+        axis.grid(alpha=0.3)
+    axes[1].set_ylim(bottom=0)
+    axes[0].legend(fontsize=8, ncol=2)
+    figure.suptitle(title + "  (ticks on the right edge: the paper's values after 2²⁴ samples; ×: collapsed)",
+                    fontsize=9)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    save_bytes(buffer.getvalue(), path)
+    return Path(path)
+
+
+def axis_cap(key: str) -> float:
+    return 1e3 if key == "mean_distance" else 1.0
+
+
+FIGURE3_ANGLES = (0.3 * np.pi, 1.05 * np.pi)  # 135° apart: the short way round is the right answer
+FIGURE_NUMBERS = {("mnist", 32): 5, ("mnist", 256): 6, ("svhn", 32): 7, ("svhn", 256): 8,
+                  ("celeba", 32): 9, ("celeba", 256): 10}
+
+
+def figure3(folders: dict[str, Path], path) -> Path:
+    """One row per model: its interpolation between the same two lines (Figure 3)."""
+    from .lines import LinesSource
+    from .train import load_run
+
+    start, end = (LinesSource.batch_from_angles(np.array([a]))[0] for a in FIGURE3_ANGLES)
+    ideal = LinesSource.batch_from_angles(np.linspace(*FIGURE3_ANGLES, 16))[0].numpy()  # (16, 1, 32, 32)
+    rows, labels = [ideal[None]], ["ideal"]
+    for model, folder in folders.items():
+        rows.append(interpolation_rows(load_run(folder).model, start, end))
+        labels.append(model)
+    return save_png(grid_image(np.concatenate(rows), labels), path)
+
+
+def interpolation_figure(folders: dict[str, Path], pairs: int, path) -> Path:
+    """Rows: for each model, `pairs` interpolations between the same test images (16 steps)."""
+    from .train import load_run
+
+    rows, labels = [], []
+    for model, folder in folders.items():
+        run = load_run(folder)
+        x, _ = run.source.test_set()
+        chosen = torch.from_numpy(np.random.default_rng(0).permutation(len(x))[:2 * pairs])  # same for every model
+        rows.append(interpolation_rows(run.model, x[chosen[:pairs]], x[chosen[pairs:]]))
+        labels += [model] + [""] * (pairs - 1)
+    return save_png(grid_image(np.concatenate(rows), labels), path)
+
+
+@torch.no_grad()
+def vae_samples(folder: Path, path, count: int = 64) -> Path:
+    """Decode z ~ N(0, I) of a trained VAE: an 8 x 8 grid like Figure 4."""
+    from .train import load_run
+
+    run = load_run(folder)
+    run.model.eval()
+    z = torch.randn(count, *run.model.arch.latent_shape, generator=torch.Generator().manual_seed(0))
+    images = run.model.decode(z.to(run.device)).float().cpu().numpy()  # (count, C, H, W)
+    side = int(np.sqrt(count))
+    return save_png(grid_image(images[:side * side].reshape(side, side, *images.shape[1:])), path)

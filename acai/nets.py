@@ -91,3 +91,14 @@ def decoder(arch: Arch) -> nn.Sequential:
 def mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all elements (tf.losses.mean_squared_error)."""
     return (x - target).pow(2).mean()
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Images go channels-last: oneDNN's convolutions run 1.2-2x faster that way on CPU."""
+    return x.to(device, non_blocking=True, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
+
+
+@torch.no_grad()
+def in_chunks(fn, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """fn over x in slices of `chunk` rows, concatenated: bounded memory for large evaluations."""
+    return torch.cat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])

@@ -28,7 +28,9 @@ from .cluster import evaluate_clustering
 from .config import ConfigError
 from .data import get_source
 from .nets import dense
-from .train import in_chunks, load_run, to_device
+from .data import Capability, offers
+from .nets import in_chunks, to_device
+from .train import CHECKPOINT, load_run
 
 CLUSTER = "cluster.json"
 PROBE = "probe.json"
@@ -80,7 +82,7 @@ _PROBE_DEFAULTS = {name: p.default for name, p in inspect.signature(linear_probe
 def pixel_probe(data: str, data_dir=None, **probe_options) -> dict:
     """The paper's pixel baseline: `linear_probe` on the flattened [-1, 1] pixels of `data`."""
     source = get_source(data, data_dir)
-    if not source.num_classes or not hasattr(source, "train_set"):
+    if not source.num_classes or not offers(source, Capability.TRAIN_SET):
         raise ConfigError(f"data set {data!r} has no fixed labelled training set to probe; "
                           "use mnist, svhn, cifar10 or a labelled folder:PATH")
     train_x, train_y = source.train_set()
@@ -92,29 +94,28 @@ def run_probe(run_dir, progress: bool = False, **probe_options) -> dict:
     """`linear_probe` on the frozen codes of a trained run (after training, not in tandem);
     reuses run_dir/probe.json if made with the same options."""
     run_dir = Path(run_dir)
-    options = {**_PROBE_DEFAULTS, **probe_options}
-    cached = cached_result(run_dir / PROBE, options)
+    options = {**_PROBE_DEFAULTS, **probe_options, "checkpoint": ckpt.digest(checkpoint_of(run_dir))}
+    cached = ckpt.cached_json(run_dir / PROBE, options)
     if cached:
         return cached
     run = load_run(run_dir)
     _require_labels(run, "probe")
     (train_x, train_y), (test_x, test_y) = encode_split(run, "train"), encode_split(run, "test")
-    result = linear_probe(train_x, train_y, test_x, test_y, run.source.num_classes, progress=progress, **options)
+    result = linear_probe(train_x, train_y, test_x, test_y, run.source.num_classes, progress=progress,
+                          **{k: v for k, v in options.items() if k != "checkpoint"})
     ckpt.save_json({**options, **result}, run_dir / PROBE)
     return {**options, **result}
 
 
-def cached_result(path: Path, settings: dict) -> dict | None:
-    """The JSON result at `path` if it was made with exactly these settings."""
-    if path.exists():
-        result = json.loads(path.read_text())
-        if all(result.get(k) == v for k, v in settings.items()):
-            return result
-    return None
+def checkpoint_of(run_dir: Path) -> Path:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise ConfigError(f"no checkpoint at {path}; train first (acai train ... --out {run_dir})")
+    return path
 
 
 def _require_labels(run, what: str) -> None:
-    if not run.source.num_classes or not hasattr(run.source, "train_set"):
+    if not run.source.num_classes or not offers(run.source, Capability.TRAIN_SET):
         raise ConfigError(f"cannot {what} a run on {run.config.data!r}: it needs a labelled data set with a "
                           "fixed training set (mnist, svhn, cifar10 or a labelled folder:PATH)")
 
@@ -123,8 +124,8 @@ def cluster_run(run_dir, restarts: int = 1000, iterations: int = 1000, seed: int
                 progress: bool = False) -> dict:
     """SPEC 5 clustering accuracy of a run's codes; reuses run_dir/cluster.json if made with these settings."""
     run_dir = Path(run_dir)
-    settings = dict(restarts=restarts, iterations=iterations, seed=seed)
-    cached = cached_result(run_dir / CLUSTER, settings)
+    settings = dict(restarts=restarts, iterations=iterations, seed=seed, checkpoint=ckpt.digest(checkpoint_of(run_dir)))
+    cached = ckpt.cached_json(run_dir / CLUSTER, settings)
     if cached:
         return cached
     run = load_run(run_dir)

@@ -10,26 +10,26 @@ piece of work. Each group's loss summed over members has, for member k's
 slice, exactly member k's gradient, and Adam is elementwise, so one Adam per
 group over the stacked tensors is K separate Adams.
 
-Evaluation and checkpoints go through each member's own Run after its slice is
-copied back (`unstack`): OUT/seed{s}/ holds exactly what `train()` writes, and
-`load_run`, `acai interpolate` and `--resume` work on it alone.
+`StackedStepper` is the step function that acai/train.py's one loop calls for
+a stack of K > 1; evaluation and checkpoints go through each member's own Run
+after its slice is copied back (`sync`): OUT/seed{s}/ holds exactly what
+`train()` writes, and `load_run`, `acai interpolate` and `--resume` work on it
+alone.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm import tqdm
 
-from . import train as training
 from .config import ConfigError, TrainConfig
-from .train import Run, finish, open_run, save_checkpoint, step_losses, to_device, train_step, update_groups
+from .nets import to_device
+from .train import Run, lr_factor, set_learning_rates, step_losses, train_runs, update_groups
 
 
 class MemberStep(nn.Module):
@@ -92,6 +92,8 @@ def stacked_step(stack: Stack, x: torch.Tensor, y: torch.Tensor, noise: dict) ->
 
     # randomness="error" (the default) also proves that no model draws inside the step.
     losses, logs, buffers = vmap(member)(stack.params, stack.buffers, x, y, noise)  # each (K, ...)
+    first = stack.members[0]
+    set_learning_rates(stack.optimizers, first.base_lr, lr_factor(first.config, first.step))
     update_groups({g: loss.sum() for g, loss in losses.items()}, stack.groups, stack.optimizers)
     with torch.no_grad():
         for name, value in buffers.items():
@@ -113,19 +115,24 @@ def next_batch(members: list[Run]):
     return x, y, stacked_noise(members, x.dtype)
 
 
-def catch_up(run: Run, target: int) -> None:
-    """Bring a member saved at an earlier step (killed between members' writes) to `target` on its own."""
-    while run.step < target:
-        x, y = run.source.train_batch(run.config.seed, run.step, run.config.batch)
-        train_step(run, to_device(x, run.device), to_device(y, run.device))
-        run.step += 1
-        if run.step % run.config.eval_every_steps == 0:
-            run.history.append(training.evaluate(run))
+class StackedStepper:
+    """The Stepper of a stack: one vmapped step for all members; `sync` copies each slice back."""
+
+    def __init__(self, runs: list[Run]):
+        self.runs = runs
+        self.stack = stack_runs(runs)
+
+    def step(self):
+        logs = stacked_step(self.stack, *next_batch(self.runs))
+        for run in self.runs:
+            run.step += 1
+        return logs
+
+    def sync(self):
+        unstack(self.stack)
 
 
-def check_configs(configs: list[TrainConfig], outs: list[Path]) -> None:
-    if not configs or len(configs) != len(outs):
-        raise ConfigError(f"train_stacked needs one output folder per config, got {len(configs)} and {len(outs)}")
+def check_stackable(configs: list[TrainConfig], outs: list[Path]) -> None:
     first = configs[0].to_dict()
     for config in configs[1:]:
         differ = [k for k, v in config.to_dict().items() if k != "seed" and first[k] != v]
@@ -138,50 +145,11 @@ def check_configs(configs: list[TrainConfig], outs: list[Path]) -> None:
                           f"drop --precision {first['precision']} or train the seeds one at a time")
 
 
-def train_stacked(configs: list[TrainConfig], outs: list, resume: bool = False, progress: bool = True) -> list[dict]:
+def train_stacked(configs: list[TrainConfig], outs: list, resume: bool = False, progress: bool = True,
+                  hooks=None) -> list[dict]:
     """Train (or resume) one member per config, stacked; each `out` gets what train() would write."""
     outs = [Path(out) for out in outs]
-    check_configs(configs, outs)
-    members = [open_run(config, out, resume) for config, out in zip(configs, outs)]
-    for run in members:
-        catch_up(run, max(m.step for m in members))
-    stack, cfg, step = stack_runs(members), members[0].config, members[0].step
-    samples = cfg.batch * len(members)  # per stacked step
-    bar = tqdm(total=cfg.steps * samples, initial=step * samples, unit="sample", unit_scale=True,
-               disable=not progress, desc=f"{cfg.model}/{cfg.data}/seeds {','.join(str(c.seed) for c in configs)}",
-               dynamic_ncols=True)
-    tick = last_save = time.perf_counter()  # like train(): seconds count training only
-
-    def save(now: float) -> None:
-        for run, out in zip(members, outs):
-            run.seconds += now - tick  # each member's wall time, shared with the others
-            save_checkpoint(run, out)
-
-    try:
-        while step < cfg.steps:
-            logs = stacked_step(stack, *next_batch(members))
-            step += 1
-            for run in members:
-                run.step = step
-            bar.update(samples)
-            if progress and step % 25 == 0:
-                bar.set_postfix({k: f"{v.mean().item():.4g}" for k, v in logs.items()})
-            evaluate_now = step % cfg.eval_every_steps == 0 or step == cfg.steps
-            if evaluate_now or time.perf_counter() - last_save > cfg.checkpoint_seconds:
-                now = time.perf_counter()
-                unstack(stack)
-                if evaluate_now:
-                    for run in members:
-                        run.history.append(training.evaluate(run))
-                        if progress:
-                            bar.write(json.dumps({"seed": run.config.seed} | {
-                                k: round(v, 6) if isinstance(v, float) else v for k, v in run.history[-1].items()}))
-                save(now)
-                tick = last_save = time.perf_counter()
-    except KeyboardInterrupt:
-        unstack(stack)
-        save(time.perf_counter())
-        bar.close()
-        raise
-    bar.close()
-    return [finish(run, out) for run, out in zip(members, outs)]
+    if not configs or len(configs) != len(outs):
+        raise ConfigError(f"train_stacked needs one output folder per config, got {len(configs)} and {len(outs)}")
+    check_stackable(configs, outs)
+    return train_runs(configs, outs, resume, progress, stack=True, hooks=hooks)

@@ -1,41 +1,54 @@
-"""One training loop for every autoencoder (SPEC 3, 5).
+"""One training loop for every autoencoder and any number of seeds (SPEC 3, 5).
 
 Each step: the run's own generator draws the step's noise, one forward pass of
 the model gives every loss; each loss's gradient is taken with respect to its
 own parameter group and applied by that group's Adam, as the release's
 `minimize(loss, var_list=...)` ops. A linear probe learns, in tandem, to
 classify the gradient-stopped features. Every `eval_every` samples the loop
-evaluates (lines metrics, probe accuracy), appends to log.jsonl and writes a
+runs the evaluations of acai/evaluations.py, appends to log.jsonl and writes a
 checkpoint; `resume=True` continues from it on the same sample and noise
-streams. acai/stacked.py trains several seeds at once from the same parts.
+streams.
+
+`train_runs` is the one loop. It advances a stack of K >= 1 runs through a
+`Stepper`: `SingleStepper` steps one run in place, acai/stacked.py's
+`StackedStepper` steps K seeds at once with stacked weights. A single run is
+a stack of one; everything else (progress, evaluation schedule, checkpoints,
+Ctrl-C and SIGTERM, divergence) is the loop's, once.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 import warnings
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import BFLOAT16_CHECKED, REPORTING_FIELDS, ConfigError, TrainConfig
-from .data import get_source
-from .lines import evaluate as lines_evaluate
-from .lines import interpolate_codes
+from .data import DataSource, get_source
+from .evaluations import EVALUATIONS, REPORTED, lines_interpolations, worst_state
 from .models import build
-from .nets import dense
+from .nets import dense, in_chunks, to_device
+from .progress import Display, Progress, Silent
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 LOG = "log.jsonl"
-REPORTED = ("mean_distance", "smoothness", "probe_accuracy")
+FAILED = "failed.json"  # why a run stopped early (divergence); removed when it trains again
 NOISE_STREAM, EVALUATION_STREAM = 1, 2  # tags that keep a run's random streams apart
+
+
+class RunFailed(RuntimeError):
+    """A run stopped and cannot go on as configured (its loss diverged); the message is one line."""
 
 
 def derived_seed(*keys: int) -> int:
@@ -63,13 +76,14 @@ class Run:
     """Everything a run holds; what a checkpoint saves and restores."""
 
     config: TrainConfig
-    source: object
+    source: DataSource
     model: torch.nn.Module
     probe: torch.nn.Module | None
     groups: dict[str, list[torch.nn.Parameter]]
     optimizers: dict[str, torch.optim.Optimizer]
     device: torch.device
     generator: torch.Generator  # every random draw of training (noise), on `device`
+    base_lr: dict[str, float]  # each group's rate before the schedule's factor (lr_factor)
     step: int = 0
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
@@ -107,18 +121,44 @@ def build_run(config: TrainConfig) -> Run:
     torch.manual_seed(config.seed)
     model = build(config.model, config.arch(colors=source.shape[0]), **config.hparams)
     model = model.to(device, memory_format=torch.channels_last)  # see to_device
-    groups = {name: group["params"] for name, group in model.param_groups().items()}
-    optimizers = {name: torch.optim.Adam(group["params"], lr=group.get("lr", config.lr))
-                  for name, group in model.param_groups().items()}
+    declared = model.param_groups()
+    unknown = sorted(set(config.group_lr) - set(declared) - {"probe"})
+    if unknown:
+        raise ConfigError(f"group_lr names {', '.join(unknown)}, but {config.model} has the groups "
+                          f"{', '.join([*declared, 'probe'])}")
+    groups = {name: group["params"] for name, group in declared.items()}
+    base_lr = {name: group.get("lr", config.lr) * config.group_lr.get(name, 1.0) for name, group in declared.items()}
+    optimizers = {name: torch.optim.Adam(groups[name], lr=base_lr[name]) for name in groups}
     probe = None
     if source.num_classes:
         with torch.no_grad():
             feature_dim = model.features(torch.zeros(1, *source.shape, device=device)).numel()
         probe = dense(feature_dim, source.num_classes).to(device)
         groups["probe"] = list(probe.parameters())
-        optimizers["probe"] = torch.optim.Adam(groups["probe"], lr=config.lr)
+        base_lr["probe"] = config.lr * config.group_lr.get("probe", 1.0)
+        optimizers["probe"] = torch.optim.Adam(groups["probe"], lr=base_lr["probe"])
     generator = torch.Generator(device).manual_seed(derived_seed(config.seed, NOISE_STREAM))
-    return Run(config, source, model, probe, groups, optimizers, device, generator)
+    return Run(config, source, model, probe, groups, optimizers, device, generator, base_lr)
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """What multiplies every group's rate at `step` (0-based): 1 for the paper's constant rate.
+
+    Linear warm-up over `lr_warmup` samples, then optionally a cosine decay to 0
+    at the end of the budget. A pure function of the step, so a resumed run
+    follows the same schedule.
+    """
+    seen = (step + 1) * config.batch  # samples once this step is taken
+    factor = min(1.0, seen / config.lr_warmup) if config.lr_warmup else 1.0
+    if config.lr_decay == "cosine":
+        factor *= 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+    return factor
+
+
+def set_learning_rates(optimizers: dict, base_lr: dict[str, float], factor: float) -> None:
+    for name, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            group["lr"] = base_lr[name] * factor
 
 
 def step_losses(model, probe, x: torch.Tensor, y: torch.Tensor, noise: dict, precision: str = "float32"):
@@ -154,6 +194,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Te
     """One update of every parameter group from one forward pass; returns losses and logs."""
     noise = run.model.draw_noise(x.shape[0], run.generator, run.device, x.dtype)
     losses, out = step_losses(run.model, run.probe, x, y, noise, run.config.precision)
+    set_learning_rates(run.optimizers, run.base_lr, lr_factor(run.config, run.step))
     update_groups(losses, run.groups, run.optimizers)
     with torch.no_grad():  # after the gradients: no graph may still read the old values
         for name, value in out.buffers.items():
@@ -161,59 +202,33 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Te
     return {**{f"loss_{k}": v.detach() for k, v in losses.items()}, **out.logs}
 
 
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Images go channels-last: oneDNN's convolutions run 1.2-2x faster that way on CPU."""
-    return x.to(device, non_blocking=True, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
-
-
-@torch.no_grad()
-def in_chunks(fn, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
-
-
-@torch.no_grad()
-def lines_interpolations(model, lines: torch.Tensor, steps: int = 16) -> np.ndarray:
-    """The release's protocol: pair the first half of `lines` with the second half,
-    decode `steps` evenly spaced mixtures of their codes -> (pairs, steps, 32, 32)."""
-    pairs = len(lines) // 2
-    z = in_chunks(model.encode, to_device(lines, next(model.parameters()).device))  # (2P, latent, h, w)
-    mixed = interpolate_codes(z[:pairs], z[pairs:], steps).flatten(0, 1)  # (P·S, latent, h, w)
-    images = in_chunks(model.decode, mixed)  # (P·S, 1, 32, 32)
-    return images.view(pairs, steps, *images.shape[1:])[:, :, 0].float().cpu().numpy()
-
-
-@torch.no_grad()
-def probe_accuracy(run: Run) -> float:
-    x, y = run.source.test_set()
-    logits = in_chunks(lambda b: run.probe(run.model.features(to_device(b, run.device)).flatten(1)), x, 1000)
-    return 100.0 * (logits.argmax(1).cpu() == y).float().mean().item()
-
-
 def evaluate(run: Run) -> dict:
-    """One evaluation at the current step: probe accuracy and, on lines, the two metrics."""
+    """Every evaluation that applies to the run, at its current step (acai/evaluations.py).
+
+    A model that samples its codes (the VAE) draws them from a generator seeded by
+    (seed, evaluation index), so an evaluation never depends on what else ran before."""
     run.model.eval()
-    result = {"samples": run.step * run.config.batch, "evaluation": len(run.history)}
-    if run.probe is not None:
-        result["probe_accuracy"] = probe_accuracy(run)
-    if hasattr(run.source, "evaluation_lines"):
-        lines = run.source.evaluation_lines(run.config.seed, len(run.history), 2 * run.config.eval_pairs)
-        # The VAE samples its codes: seed those draws by (seed, evaluation), like the lines, so an
-        # evaluation never depends on what else this process has drawn (other runs, other seeds).
-        with torch.random.fork_rng():
-            torch.manual_seed(derived_seed(run.config.seed, EVALUATION_STREAM, len(run.history)))
-            result["mean_distance"], result["smoothness"] = lines_evaluate(lines_interpolations(run.model, lines))
+    index = len(run.history)
+    generator = torch.Generator(run.device).manual_seed(derived_seed(run.config.seed, EVALUATION_STREAM, index))
+    result = {"samples": run.step * run.config.batch, "evaluation": index}
+    for evaluation in EVALUATIONS:
+        if evaluation.applies(run):
+            result.update(evaluation(run, generator))
     run.model.train()
     return result
 
 
 def summarise(history: list[dict], window: int) -> dict:
-    """The reported value of each metric: median of its last `window` evaluations."""
+    """The reported value of each metric: median of its last `window` evaluations (NaNs left out,
+    NaN if all are), and the state of the last evaluation."""
     recent = history[-window:]
     summary = {}
     for key in REPORTED:
         values = [h[key] for h in recent if key in h]
         if values:
             summary[key] = float(np.nanmedian(values)) if not all(math.isnan(v) for v in values) else float("nan")
+    if recent and "state" in recent[-1]:
+        summary["state"] = recent[-1]["state"]
     return summary
 
 
@@ -233,7 +248,8 @@ def load_run(out: Path, config: TrainConfig | None = None, device: str | None = 
     state = ckpt.load_torch(path)
     saved = TrainConfig.from_dict(state["config"])
     if config is not None:
-        free = ("samples", *REPORTING_FIELDS)  # a resumed run may get a larger budget
+        # A resumed run may get a larger budget, unless its rates decay towards the end of the old one.
+        free = ("samples", *REPORTING_FIELDS) if saved.lr_decay == "none" else REPORTING_FIELDS
         differ = [k for k, v in config.to_dict().items() if k not in free and saved.to_dict()[k] != v]
         if differ:
             raise ConfigError(f"--resume: {out} holds a run with different {', '.join(differ)}; "
@@ -269,45 +285,207 @@ def finish(run: Run, out: Path) -> dict:
     return metrics
 
 
-def train(config: TrainConfig, out, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) one run; writes checkpoint.pt, log.jsonl and metrics.json in `out`."""
-    out = Path(out)
-    run = open_run(config, out, resume)
-    cfg = run.config
-    if cfg.precision == "bfloat16" and cfg.model not in BFLOAT16_CHECKED:
-        warnings.warn(f"bfloat16 is not checked for {cfg.model} (its quick-preset lines metrics left float32's "
-                      f"seed spread, see benchmarks/precision_check.py); use --precision float32 for paper numbers",
-                      stacklevel=2)
-    bar = tqdm(total=cfg.steps * cfg.batch, initial=run.step * cfg.batch, unit="sample", unit_scale=True,
-               disable=not progress, desc=f"{cfg.model}/{cfg.data}/seed{cfg.seed}", dynamic_ncols=True)
-    tick = last_save = time.perf_counter()  # run.seconds counts training only, not evaluation or saving
-    window = (run.step, tick)  # for the samples/s shown on the bar
+class Stepper(Protocol):
+    """Advances a stack of runs by one training step each."""
+
+    runs: list[Run]
+
+    def step(self) -> dict[str, torch.Tensor]:
+        """Train every run on its next batch and increment its `step`; -> logs, each (K,) or a scalar."""
+
+    def sync(self) -> None:
+        """Make every Run hold its current weights and optimiser state (before evaluating or saving)."""
+
+
+class SingleStepper:
+    """One run, stepped in place by `train_step`."""
+
+    def __init__(self, run: Run):
+        self.runs = [run]
+
+    def step(self):
+        run = self.runs[0]
+        x, y = run.source.train_batch(run.config.seed, run.step, run.config.batch)
+        logs = train_step(run, to_device(x, run.device), to_device(y, run.device))
+        run.step += 1
+        return logs
+
+    def sync(self):
+        pass  # the Run's own tensors are the ones trained
+
+
+@dataclass
+class Hooks:
+    """Where a caller can look into the loop: `after_step(step)` runs after every step and
+    `after_checkpoint(out)` after every checkpoint written (tests use them to kill a run at a chosen
+    moment); `progress` receives the samples, status and evaluations."""
+
+    after_step: Callable[[int], None] | None = None
+    after_checkpoint: Callable[[Path], None] | None = None  # after each run folder's checkpoint is written
+    progress: Progress | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal after saving a checkpoint at a step boundary."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)  # Ctrl-C; a scheduler's kill; SLURM's warning
+
+
+@contextmanager
+def stop_requests():
+    """While training, Ctrl-C, SIGTERM and SIGUSR2 only note a request (-> the list yielded): the loop
+    saves and stops at the next step boundary, so a checkpoint never holds a half-applied step.
+    A second Ctrl-C stops at once, without saving. In another thread than the main one, signals
+    are left alone."""
+    requested: list[int] = []
+
+    def handler(signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
     try:
-        while run.step < cfg.steps:
-            x, y = run.source.train_batch(cfg.seed, run.step, cfg.batch)
-            logs = train_step(run, to_device(x, run.device), to_device(y, run.device))
-            run.step += 1
-            bar.update(cfg.batch)
-            if progress and run.step % 25 == 0:
-                now = time.perf_counter()
-                rate = (run.step - window[0]) * cfg.batch / (now - window[1])
-                window = (run.step, now)
-                bar.set_postfix({k: f"{v.item():.4g}" for k, v in logs.items()} | {"samples/s": f"{rate:.0f}"})
-            evaluate_now = run.step % cfg.eval_every_steps == 0 or run.step == cfg.steps
-            if evaluate_now or time.perf_counter() - last_save > cfg.checkpoint_seconds:
-                run.seconds += time.perf_counter() - tick
-                if evaluate_now:
-                    run.history.append(evaluate(run))
-                    if progress:
-                        bar.write(json.dumps({k: round(v, 6) if isinstance(v, float) else v
-                                              for k, v in run.history[-1].items()}))
-                save_checkpoint(run, out)
-                tick = last_save = time.perf_counter()
-                window = (run.step, tick)
-    except KeyboardInterrupt:
-        run.seconds += time.perf_counter() - tick
-        save_checkpoint(run, out)
-        bar.close()
-        raise
-    bar.close()
-    return finish(run, out)
+        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    except ValueError:  # not the main thread
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _status(logs: dict[str, torch.Tensor], rate: float, state: str) -> dict[str, str]:
+    status = {k: f"{v.float().mean().item():.4g}" for k, v in logs.items()} | {"samples/s": f"{rate:.0f}"}
+    return status | ({"state": state} if state != "ok" else {})
+
+
+def _nonfinite_loss(logs: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first loss that is NaN or infinite (for any member of a stack), else None."""
+    for name, value in logs.items():
+        if name.startswith("loss_") and not bool(torch.isfinite(value).all()):
+            return name[len("loss_"):]
+    return None
+
+
+def run_loop(stepper: Stepper, outs: list[Path], until: int, progress: Progress, hooks: Hooks) -> None:
+    """Step `stepper` until its runs reach step `until`.
+
+    Evaluates every `eval_every` samples and at the last step; checkpoints then and
+    every `checkpoint_seconds`; on Ctrl-C, SIGTERM or SIGUSR2 saves at the step's end
+    and raises Interrupted; when a loss stops being finite, stops with RunFailed and
+    keeps the last good checkpoint.
+    """
+    runs, cfg = stepper.runs, stepper.runs[0].config
+    per_step = cfg.batch * len(runs)
+    seeds = ",".join(str(run.config.seed) for run in runs)
+    progress.start(f"{cfg.model}/{cfg.data}/seed{'s' if len(runs) > 1 else ''}{seeds}", cfg.steps * per_step,
+                   runs[0].step * per_step)
+    tick = last_save = time.perf_counter()  # run.seconds counts training only, not evaluation or saving
+    window, state, saved_step = (runs[0].step, tick), "ok", runs[0].step
+
+    def save(now: float, synced: bool = False) -> None:
+        nonlocal tick, last_save, saved_step
+        if not synced:
+            stepper.sync()
+        for run, out in zip(runs, outs):
+            run.seconds += now - tick  # K stacked seeds share the wall time: each member counts all of it
+            save_checkpoint(run, out)
+            if hooks.after_checkpoint is not None:
+                hooks.after_checkpoint(out)
+        tick = last_save = time.perf_counter()
+        saved_step = runs[0].step
+
+    try:
+        with stop_requests() as requested:
+            while runs[0].step < until:
+                logs = stepper.step()
+                step = runs[0].step
+                bad = _nonfinite_loss(logs)
+                if bad is not None:
+                    message = (f"the {bad} loss is not finite at step {step} (sample {step * cfg.batch:,}); the "
+                               f"checkpoint of step {saved_step} is kept; lower --lr or check the --hp values")
+                    for out in outs:
+                        ckpt.save_json({"error": message, "step": step, "state": "diverged"}, out / FAILED)
+                    raise RunFailed(message)
+                status = {}
+                if step % 25 == 0:
+                    now = time.perf_counter()
+                    status = _status(logs, (step - window[0]) * per_step / max(now - window[1], 1e-9), state)
+                    window = (step, now)
+                progress.advance(per_step, status)
+                evaluate_now = step % cfg.eval_every_steps == 0 or step == cfg.steps
+                if evaluate_now or time.perf_counter() - last_save > cfg.checkpoint_seconds:
+                    now = time.perf_counter()
+                    if evaluate_now:
+                        stepper.sync()
+                        for run in runs:  # evaluation time is not training time: save() counts up to `now`
+                            run.history.append(evaluate(run))
+                            progress.note(json.dumps({"seed": run.config.seed} | {
+                                k: round(v, 6) if isinstance(v, float) else v for k, v in run.history[-1].items()}))
+                        state = worst_state(run.history[-1].get("state", "ok") for run in runs)
+                    save(now, synced=evaluate_now)
+                    window = (step, tick)
+                if hooks.after_step is not None:
+                    hooks.after_step(step)
+                if requested:
+                    save(time.perf_counter())
+                    raise Interrupted(requested[0])
+    finally:
+        progress.close()
+
+
+def train_runs(configs: list[TrainConfig], outs: list, resume: bool = False, progress: bool | Progress = True,
+               stack: bool = False, hooks: Hooks | None = None) -> list[dict]:
+    """Train (or resume) one run per config, each into its own folder; -> their reported metrics.
+
+    With `stack` (and K > 1 configs that differ only in their seed) the K runs train
+    together with stacked weights (acai/stacked.py); otherwise one after another.
+    Each folder ends up with exactly what training it alone would have written.
+    """
+    hooks = hooks or Hooks()
+    display = hooks.progress or (progress if not isinstance(progress, bool) else Display() if progress else Silent())
+    outs = [Path(out) for out in outs]
+    if len(configs) != len(outs) or not configs:
+        raise ConfigError(f"train_runs needs one output folder per config, got {len(configs)} and {len(outs)}")
+    if stack and len(configs) > 1:
+        from .stacked import StackedStepper, check_stackable  # stacked.py builds on this module
+
+        check_stackable(configs, outs)
+    with ExitStack() as held:
+        for out in outs:
+            held.enter_context(ckpt.folder_lock(out))  # one writer per run folder
+        runs = [open_run(config, out, resume) for config, out in zip(configs, outs)]
+        for run, out in zip(runs, outs):
+            (out / FAILED).unlink(missing_ok=True)
+            if run.step == 0:
+                save_checkpoint(run, out)  # an unwritable or full folder fails now, not after the training
+            warn_precision(run.config)
+        if stack and len(runs) > 1:
+            target = max(run.step for run in runs)  # a killed stack may have saved its members at different steps
+            for run, out in zip(runs, outs):
+                if run.step < target:
+                    run_loop(SingleStepper(run), [out], target, display, hooks)
+            run_loop(StackedStepper(runs), outs, runs[0].config.steps, display, hooks)
+        else:
+            for run, out in zip(runs, outs):
+                run_loop(SingleStepper(run), [out], run.config.steps, display, hooks)
+        return [finish(run, out) for run, out in zip(runs, outs)]
+
+
+def warn_precision(config: TrainConfig) -> None:
+    if config.precision == "bfloat16" and config.model not in BFLOAT16_CHECKED:
+        warnings.warn(f"bfloat16 is not checked for {config.model} (its lines metrics left float32's seed spread, "
+                      f"see benchmarks/precision_check.py); use --precision float32 for paper numbers", stacklevel=3)
+
+
+def train(config: TrainConfig, out, resume: bool = False, progress: bool | Progress = True,
+          hooks: Hooks | None = None) -> dict:
+    """Train (or resume) one run; writes checkpoint.pt, log.jsonl and metrics.json in `out`."""
+    return train_runs([config], [out], resume, progress, hooks=hooks)[0]

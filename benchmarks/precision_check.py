@@ -1,62 +1,89 @@
-"""Does bfloat16 autocast keep the quick-preset lines metrics within float32's seed-to-seed spread?
+"""Does bfloat16 autocast keep a preset's Table 1 metrics within float32's seed-to-seed spread?
 
-    python benchmarks/precision_check.py [--models acai baseline] [--seeds 2] [--out results/precision]
+    python benchmarks/precision_check.py [--preset cpu] [--seeds 3] [--models ...] [--workers 2]
+                                         [--out results/precision]
 
-Trains each model at the `quick` Table 1 preset for every seed in float32 and in
-bfloat16 (runs are reused if present), then prints, per model and precision,
-Mean Distance / Smoothness / probe accuracy as mean ± std over seeds, the
-samples/s, and whether the bfloat16 mean lies within float32's [min, max] over
-seeds widened by one float32 std. Writes benchmarks/results/precision_check.json.
+Reproduces Table 1 at the preset's budget and recipe twice, every model in
+float32 and every model in bfloat16 (`acai reproduce table1 --precision ...`,
+runs reused if present), then compares per model Mean Distance, Smoothness and
+the tandem probe's accuracy: mean ± std over seeds per precision, and whether
+the bfloat16 mean lies within float32's [min, max] over seeds widened by one
+float32 std (a metric undefined in one precision and defined in the other, or
+a collapse in one only, fails). Writes benchmarks/results/precision_check-PRESET.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import warnings
+import math
 from pathlib import Path
 
 import numpy as np
 
-from acai.config import TrainConfig
-from acai.reproduce import TABLE1_PRESETS, run_one
+from acai.executors import Local
+from acai.models import MODELS
+from acai.sweep import PRESETS, SweepSpec, finished, reproduce
 
 METRICS = ("mean_distance", "smoothness", "probe_accuracy")
 
 
+def within_spread(f32: np.ndarray, b16: np.ndarray) -> bool:
+    defined32, defined16 = np.isfinite(f32), np.isfinite(b16)
+    if not defined32.any() or not defined16.any():
+        return bool(defined32.any() == defined16.any())
+    if defined32.all() != defined16.all():
+        return False  # undefined on some seeds in one precision only
+    slack = np.nanstd(f32)
+    return bool(np.nanmin(f32) - slack <= np.nanmean(b16) <= np.nanmax(f32) + slack)
+
+
+def fmt(values: np.ndarray, scale: float, digits: int) -> str:
+    defined = values[np.isfinite(values)]
+    if not len(defined):
+        return f"undefined ×{len(values)}"
+    text = f"{scale * defined.mean():.{digits}f} ± {scale * defined.std():.{digits}f}"
+    return text + (f" ({len(values) - len(defined)} undefined)" if len(defined) < len(values) else "")
+
+
 def main() -> None:
-    warnings.filterwarnings("ignore", "Mean of empty slice|Degrees of freedom")  # all-undefined smoothness is expected
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["acai", "baseline"])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", default="results/precision")
     args = parser.parse_args()
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        spec = SweepSpec("table1", Path(args.out) / f"{args.preset}-{precision}", PRESETS[args.preset], args.seeds,
+                         tuple(args.models), precision=precision)
+        reproduce(spec, Local(args.workers))
+        runs[precision] = {m: [finished(r, spec.out) for r in spec.runs() if r.model == m] for m in args.models}
     report = {}
+    print(f"\n| model | Mean Distance ×10⁻³, float32 / bfloat16 | Smoothness, float32 / bfloat16 | probe %, float32 / "
+          f"bfloat16 | within spread | samples/s float32 → bfloat16 |\n|---|---|---|---|---|---|")
     for model in args.models:
-        runs = {}
-        for precision in ("float32", "bfloat16"):
-            runs[precision] = [run_one(TrainConfig(model=model, seed=seed, precision=precision,
-                                                   **TABLE1_PRESETS["quick"]),
-                                       Path(args.out) / model / precision / f"seed{seed}", progress=False)
-                               for seed in range(args.seeds)]
-        report[model] = summary = {}
+        summary = {}
         for key in METRICS:
-            f32 = np.array([r[key] for r in runs["float32"]], dtype=float)
-            b16 = np.array([r[key] for r in runs["bfloat16"]], dtype=float)
-            slack = np.nanstd(f32) if np.isfinite(f32).any() else 0.0
-            inside = bool(np.nanmin(f32) - slack <= np.nanmean(b16) <= np.nanmax(f32) + slack) \
-                if np.isfinite(b16).any() and np.isfinite(f32).any() else bool(np.isnan(b16).all() == np.isnan(f32).all())
-            summary[key] = dict(float32=f32.tolist(), bfloat16=b16.tolist(), within_spread=inside)
-        summary["samples_per_second"] = {p: float(np.mean([r["samples_per_second"] for r in runs[p]])) for p in runs}
+            f32 = np.array([r.get(key, math.nan) for r in runs["float32"][model]], dtype=float)
+            b16 = np.array([r.get(key, math.nan) for r in runs["bfloat16"][model]], dtype=float)
+            states = {p: [r.get("state", "ok") for r in runs[p][model]] for p in runs}
+            inside = within_spread(f32, b16) and (("collapsed" in states["float32"])
+                                                 == ("collapsed" in states["bfloat16"]))
+            summary[key] = dict(float32=f32.tolist(), bfloat16=b16.tolist(), within_spread=inside, states=states)
+        summary["samples_per_second"] = {p: float(np.mean([r["samples_per_second"] for r in runs[p][model]]))
+                                         for p in runs}
+        summary["passes"] = all(summary[key]["within_spread"] for key in METRICS)
+        report[model] = summary
+        cells = [" / ".join(fmt(np.array(summary[key][p]), scale, digits) for p in ("float32", "bfloat16"))
+                 for key, scale, digits in (("mean_distance", 1e3, 2), ("smoothness", 1, 3), ("probe_accuracy", 1, 1))]
+        failing = [key for key in METRICS if not summary[key]["within_spread"]]
+        verdict = "yes" if not failing else "**no**: " + ", ".join(failing)
         rate = summary["samples_per_second"]
-        print(f"{model}: samples/s float32 {rate['float32']:.0f}, bfloat16 {rate['bfloat16']:.0f} "
-              f"({rate['bfloat16'] / rate['float32']:.2f}x)")
-        for key in METRICS:
-            s = summary[key]
-            print(f"  {key:15s} float32 {np.nanmean(s['float32']):.5g} ± {np.nanstd(s['float32']):.2g}   "
-                  f"bfloat16 {np.nanmean(s['bfloat16']):.5g} ± {np.nanstd(s['bfloat16']):.2g}   "
-                  f"within spread: {s['within_spread']}")
-    path = Path(__file__).parent / "results" / "precision_check.json"
-    path.write_text(json.dumps(report, indent=1))
+        print(f"| {model} | " + " | ".join(cells) + f" | {verdict} | {rate['float32']:.0f} → {rate['bfloat16']:.0f} |")
+    print("\npasses: " + ", ".join(m for m in args.models if report[m]["passes"]))
+    path = Path(__file__).parent / "results" / f"precision_check-{args.preset}.json"
+    path.write_text(json.dumps(dict(preset=args.preset, seeds=args.seeds, models=report), indent=1) + "\n")
     print(f"wrote {path}")
 
 

@@ -7,8 +7,18 @@
 "trainer" is `train_step` on a `build_run` Run (one forward pass, per-group
 gradients, channels-last, in-place activations; with --precision bfloat16 the
 forward under autocast, with --compile the whole step through torch.compile).
-"plain" is the same model's step written the obvious way: float32, NCHW,
-nn.LeakyReLU, each loss with its own forward and backward, never compiled.
+"plain" is the same model's step as a competent PyTorch user writes it:
+float32, NCHW, nn.LeakyReLU, one forward pass, the autoencoder's and the
+probe's losses summed into one backward; for the two models with an adversary
+(AAE, ACAI) the decoder runs once for reconstructions and once for mixtures,
+one backward for the autoencoder's loss through the critic, then the critic's
+loss on detached inputs with one backward of its own (`competent_step`).
+
+GFLOP/s: each side's FLOPs per step are counted once with
+torch.utils.flop_counter (convolutions and matrix products, forward and
+backward) and multiplied by its steps/s; "of peak" divides by this device's
+measured peak for the same precision (benchmarks/conv_peak.py: a large 3x3
+convolution forward and backward, timed in the same run).
 Settings: lines (Arch scales 4, depth 16, latent 16; VQ-VAE scales 3) or svhn
 (3x32x32, scales 3, depth 64, latent 2, d_z 32) on random images in [-1, 1] and labels 0..9, since only shapes matter
 for speed. Batches are made and moved to the device before timing.
@@ -48,23 +58,46 @@ from acai.train import build_run, to_device, train_step
 BATCH = 64
 
 
-def plain_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
-    """The obvious eager version: one forward and backward per loss, NCHW, no sharing."""
-    noise = run.model.draw_noise(len(x), run.generator, run.device, x.dtype)
-    for name, group in run.groups.items():
-        out = run.model.training_losses(x, noise)
-        loss = out.losses[name] if name != "probe" else F.cross_entropy(run.probe(out.features.detach().flatten(1)), y)
-        for p in params:
-            p.grad = None
-        loss.backward()
-        mine = {id(p) for p in group}
-        for p in params:  # only this group's optimiser steps, on this loss's gradient
-            if id(p) not in mine:
-                p.grad = None
-        run.optimizers[name].step()
-    with torch.no_grad():  # VQ-VAE's codebook, as train_step stores it
-        for buffer, value in out.buffers.items():
-            run.model.get_buffer(buffer).copy_(value)
+def competent_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
+    """One step as a competent user writes it: one forward, one backward per optimiser family."""
+    model, probe, opt = run.model, run.probe, run.optimizers
+    noise = model.draw_noise(len(x), run.generator, run.device, x.dtype)
+    for p in params:
+        p.grad = None
+    if "critic" not in run.groups:  # one loss for the autoencoder, one for the probe: sum, one backward
+        out = model.training_losses(x, noise)
+        (out.losses["ae"] + F.cross_entropy(probe(out.features.detach().flatten(1)), y)).backward()
+        opt["ae"].step()
+        opt["probe"].step()
+        with torch.no_grad():  # VQ-VAE's codebook, as train_step stores it
+            for buffer, value in out.buffers.items():
+                model.get_buffer(buffer).copy_(value)
+        return
+    z = model.encode(x)
+    if run.config.model == "acai":
+        alpha = 0.5 - (noise["alpha"] - 0.5).abs()
+        reconstruction = model.decode(z)
+        x_mix = model.decode(alpha * z + (1 - alpha) * z.flip(0))
+        ae = F.mse_loss(reconstruction, x) + model.hp.lam * model.critique(x_mix).pow(2).mean()
+    else:  # aae
+        reconstruction = model.decode(z)
+        logit = model.critic(z)
+        ae = F.mse_loss(reconstruction, x) + F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+    (ae + F.cross_entropy(probe(z.detach().flatten(1)), y)).backward()
+    opt["ae"].step()
+    opt["probe"].step()
+    for p in run.groups["critic"]:
+        p.grad = None  # the autoencoder's loss reached the critic's weights too
+    if run.config.model == "acai":
+        blend = model.hp.gamma * x + (1 - model.hp.gamma) * reconstruction.detach()
+        d_mix, d_blend = model.critique(torch.cat([x_mix.detach(), blend])).split(len(x))
+        critic = (d_mix - alpha.view(-1)).pow(2).mean() + d_blend.pow(2).mean()
+    else:
+        logits = model.critic(torch.cat([z.detach(), noise["prior"]]))
+        labels = torch.cat([torch.zeros(len(x), 1), torch.ones(len(x), 1)]).to(logits)
+        critic = F.binary_cross_entropy_with_logits(logits, labels) * 2  # = the mean of each half, summed
+    critic.backward()
+    opt["critic"].step()
 
 
 def make_run(model: str, args, precision: str):
@@ -110,7 +143,17 @@ def prepare(model: str, side: str, args):
         return (lambda x, y: step_fn(run, x, y)), [(to_device(x, run.device), y.to(run.device)) for x, y in batches], run
     plain_model(run)
     params = list(run.model.parameters()) + (list(run.probe.parameters()) if run.probe is not None else [])
-    return (lambda x, y: plain_step(run, params, x, y)), [(x.to(run.device), y.to(run.device)) for x, y in batches], run
+    return (lambda x, y: competent_step(run, params, x, y)), [(x.to(run.device), y.to(run.device)) for x, y in batches], run
+
+
+def flops_per_step(step, batches) -> float:
+    """FLOPs of one step (convolutions and matrix products, forward and backward), counted once."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(*batches[0])
+    return float(counter.get_total_flops())
 
 
 def clock(device: torch.device) -> float:
@@ -138,13 +181,15 @@ def measure_speed(model: str, args) -> dict:
     except ConfigError as error:  # a precision the model refuses
         return dict(error=str(error))
     device = sides["trainer"][2].device
+    flops = {side: flops_per_step(step, batches) for side, (step, batches, _) in sides.items()}
     warm_s = {side: window(step, batches[:args.warmup], device) for side, (step, batches, _) in sides.items()}
     rates = {side: [] for side in sides}
     for round_ in range(args.rounds):
         for side in (("trainer", "plain") if round_ % 2 == 0 else ("plain", "trainer")):
             step, batches, _ = sides[side]
             rates[side].append(BATCH * args.steps / window(step, batches[args.warmup:], device))
-    result = {side: dict(samples_per_s=float(np.median(r)), rounds=r) for side, r in rates.items()}
+    result = {side: dict(samples_per_s=float(np.median(r)), rounds=r, gflop_per_step=flops[side] / 1e9,
+                         gflops=flops[side] / 1e9 * float(np.median(r)) / BATCH) for side, r in rates.items()}
     if args.compile:  # warm-up time beyond what the same steps take at the steady rate
         result["trainer"]["compile_s"] = warm_s["trainer"] - args.warmup * BATCH / result["trainer"]["samples_per_s"]
     per_round = [t / p for t, p in zip(rates["trainer"], rates["plain"])]
@@ -203,7 +248,13 @@ def main() -> None:
     print(f"samples/s at batch {BATCH}, {args.settings}, depth {args.depth or 'default'}, {args.device}{threads}; "
           f"trainer {args.precision}{' compiled' if args.compile else ''}, plain float32 eager; "
           f"median of {args.rounds} alternating windows of {args.steps} steps; memory: {memory}")
-    print(f"{'model':10s} {'trainer':>8s} {'plain':>8s} {'ratio':>6s} {'per-window':>11s} {'mem tr':>7s} {'mem pl':>7s}"
+    from conv_peak import peaks
+
+    peak = peaks(args.device)
+    print(f"measured peak (3x3 conv fwd+bwd, benchmarks/conv_peak.py): float32 {peak['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s")
+    print(f"{'model':10s} {'trainer':>8s} {'plain':>8s} {'ratio':>6s} {'per-window':>11s} {'GF/step tr/pl':>14s} "
+          f"{'GFLOP/s tr':>10s} {'of peak':>7s} {'GFLOP/s pl':>10s} {'of peak':>7s} {'mem tr':>7s} {'mem pl':>7s}"
           + (f" {'compile s':>9s}" if args.compile else ""))
     rows = []
     for model in args.models:
@@ -215,17 +266,21 @@ def main() -> None:
             print(f"{model:10s} n/a: {row['error']}", flush=True)
             continue
         low, high = row["ratio_range"]
-        print(f"{model:10s} {row['trainer']['samples_per_s']:8.0f} {row['plain']['samples_per_s']:8.0f} "
-              f"{row['ratio']:6.2f} {low:5.2f}-{high:<5.2f} {row['peak_mib']['trainer'] or 0:7.0f} "
-              f"{row['peak_mib']['plain'] or 0:7.0f}" + (f" {row['trainer']['compile_s']:9.1f}" if args.compile else ""),
-              flush=True)
+        tr, pl = row["trainer"], row["plain"]
+        tr["of_peak"], pl["of_peak"] = tr["gflops"] / peak[args.precision], pl["gflops"] / peak["float32"]
+        print(f"{model:10s} {tr['samples_per_s']:8.0f} {pl['samples_per_s']:8.0f} "
+              f"{row['ratio']:6.2f} {low:5.2f}-{high:<5.2f} {tr['gflop_per_step']:6.1f}/{pl['gflop_per_step']:<7.1f} "
+              f"{tr['gflops']:10.0f} {tr['of_peak']:7.0%} {pl['gflops']:10.0f} {pl['of_peak']:7.0%} "
+              f"{row['peak_mib']['trainer'] or 0:7.0f} {row['peak_mib']['plain'] or 0:7.0f}"
+              + (f" {row['trainer']['compile_s']:9.1f}" if args.compile else ""), flush=True)
     machine = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     out = Path(args.out) if args.out else default_out(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("settings", "depth", "device", "precision", "compile", "steps", "rounds",
                                               "warmup")}
     out.write_text(json.dumps(dict(machine=machine, torch=torch.__version__, threads=torch.get_num_threads(),
-                                   batch=BATCH, memory=memory, **settings, rows=rows), indent=2) + "\n")
+                                   batch=BATCH, memory=memory, peak_gflops=peak, **settings, rows=rows),
+                              indent=2) + "\n")
     print(f"wrote {out}")
 
 

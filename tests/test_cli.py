@@ -7,14 +7,16 @@ import pytest
 from PIL import Image
 
 from acai.cli import main
-from acai.reproduce import reproduce_table1
+from acai.sweep import reproduce
 
-TINY_ARGS = ["--samples", "256", "--batch", "16", "--eval-every", "128", "--quiet", "--scales", "2", "--depth", "4", "--latent", "4"]
+from conftest import tiny_args, tiny_sweep
+
+TINY_ARGS = tiny_args("baseline", seed=0)
 
 
 def test_train_then_interpolate(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", "baseline", "--seed", "3", "--out", str(run), *TINY_ARGS]) == 0
+    assert main(["train", "--model", "baseline", "--out", str(run), *tiny_args("baseline", seed=3)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["samples"] == 256 and metrics["seed"] == 3
     assert {"mean_distance", "smoothness", "probe_accuracy", "seconds"} <= set(metrics)
@@ -58,14 +60,16 @@ def test_existing_run_needs_resume(tmp_path, capsys):
 
 
 def test_reproduce_table1_writes_table_and_figure_and_skips_finished_runs(tmp_path, capsys):
-    small = dict(samples=64, batch=16, eval_every=32, scales=2, depth=4, latent=4, eval_pairs=8)
-    rows = reproduce_table1(tmp_path, models=["baseline", "acai"], seeds=2, progress=False, overrides=small)
-    assert [r["model"] for r in rows] == ["baseline", "acai"] and rows[0]["runs"] == 2
+    spec = tiny_sweep("table1", tmp_path, models=("baseline", "acai"), seeds=2,
+                      overrides=dict(samples=64, eval_every=32))
+    reproduce(spec, progress=False)
+    rows = json.loads((tmp_path / "table1.json").read_text())
+    assert [r["model"] for r in rows] == ["baseline", "acai"] and rows[0]["seeds"] == 2
     table = (tmp_path / "table1.md").read_text()
     assert "| acai |" in table and "0.24 ± 0.01" in table and "6.88 ± 0.21" in table  # the paper's numbers beside
     assert {"table1.csv", "table1.json", "figure3.png"} <= {p.name for p in tmp_path.iterdir()}
     figure = Image.open(tmp_path / "figure3.png")
     assert figure.size[1] > 3 * 32  # ideal row + two model rows
-    stamp = (tmp_path / "runs" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns
-    reproduce_table1(tmp_path, models=["baseline", "acai"], seeds=2, progress=False, overrides=small)
-    assert (tmp_path / "runs" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns == stamp
+    stamp = (tmp_path / "runs" / "lines-dz64" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns
+    reproduce(spec, progress=False)
+    assert (tmp_path / "runs" / "lines-dz64" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns == stamp

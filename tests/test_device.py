@@ -4,8 +4,10 @@ import torch
 
 from acai import checkpoint as ckpt
 from acai.cli import main
-from acai.config import ConfigError, TrainConfig
+from acai.config import ConfigError
 from acai.train import CHECKPOINT, evaluate, load_run, resolve_device, train
+
+from conftest import tiny_config
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
 
@@ -28,8 +30,7 @@ def test_asking_for_cuda_without_one_is_one_line_and_exit_2(tmp_path, capsys):
 
 @no_gpu
 def test_a_run_trained_on_a_gpu_opens_on_a_cpu(tmp_path):
-    config = TrainConfig(model="vae", scales=2, depth=4, latent=4, samples=64, batch=16, eval_every=64,
-                         eval_pairs=8, checkpoint_seconds=1e9)
+    config = tiny_config("vae", samples=64, eval_every=64, seed=0)
     train(config, tmp_path, progress=False)
     state = ckpt.load_torch(tmp_path / CHECKPOINT)
     state["config"]["device"], state["generator_device"] = "cuda", "cuda"  # as a GPU run would save it

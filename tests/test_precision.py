@@ -10,11 +10,11 @@ from acai.nets import mse
 from acai.stacked import train_stacked
 from acai.train import build_run, evaluate, train, train_step
 
+from conftest import tiny_config
+
 
 def tiny(model="acai", **overrides):
-    values = dict(model=model, scales=2, depth=4, latent=4, samples=256, batch=16, eval_every=128,
-                  checkpoint_seconds=1e9, seed=1, eval_pairs=8, precision="bfloat16")
-    return TrainConfig(**{**values, **overrides})
+    return tiny_config(model, **{"precision": "bfloat16", **overrides})
 
 
 def conv_dtypes(run) -> list:
@@ -31,7 +31,7 @@ def test_unknown_precision_is_a_config_error():
 
 
 def test_vqvae_quantises_in_float32_under_bf16():
-    run = build_run(tiny("vqvae", hparams={"codebook_log2": 6}))
+    run = build_run(tiny("vqvae"))
     seen, vectors = conv_dtypes(run), []
     run.model.project.register_forward_hook(lambda module, inputs, output: vectors.append(output.dtype))
     codebook = run.model.codebook.clone()

@@ -10,11 +10,18 @@ from PIL import Image
 import acai.represent as represent
 from acai.cli import main
 from acai.config import ConfigError, TrainConfig
-from acai.reproduce_real import reproduce_figures, reproduce_table2, reproduce_table3, run_dir
+from acai.sweep import RunSpec, reproduce
 from acai.train import train
 
+from conftest import TINY_SETTINGS, tiny_sweep
+
+
+def run_dir(out, data, dz, model, seed):
+    return RunSpec(data, dz, model, seed, None).folder(out)
+
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-TINY = dict(samples=256, batch=16, eval_every=128, depth=4, checkpoint_seconds=1e9)
+# The tiny settings of conftest, on each data set's own architecture (scales and latent size).
+TINY = {key: TINY_SETTINGS[key] for key in ("samples", "batch", "eval_every", "depth", "checkpoint_seconds")}
 
 
 @pytest.fixture
@@ -80,15 +87,14 @@ def test_run_probe_refuses_lines_runs(tmp_path):
 
 def test_tables_2_and_3_share_runs_and_print_the_paper(tmp_path, data_root, capsys):
     out = tmp_path / "real"
-    common = dict(datasets=["mnist"], models=["baseline", "acai"], data_dir=str(data_root), progress=False,
-                  overrides=TINY)
-    table2 = reproduce_table2(out, probe_samples=64 * 50, **common)
+    common = dict(datasets=("mnist",), models=("baseline", "acai"), data_dir=str(data_root), lines=False)
+    table2 = reproduce(tiny_sweep("table2", out, probe_samples=64 * 50, **common), progress=False)
     assert "98.25 ± 0.11" in table2 and "92.31" in table2 and "| mnist | 32 | acai |" in table2
     final = json.loads((run_dir(out, "mnist", 32, "acai", 0) / "probe.json").read_text())
     assert final["samples"] == 64 * 50 and f"{final['accuracy']:.2f}" in table2
     checkpoint = run_dir(out, "mnist", 32, "acai", 0) / "checkpoint.pt"
     trained_at = checkpoint.stat().st_mtime_ns
-    table3 = reproduce_table3(out, restarts=3, **common)
+    table3 = reproduce(tiny_sweep("table3", out, restarts=3, **common), progress=False)
     assert checkpoint.stat().st_mtime_ns == trained_at  # reused, not retrained
     assert "94.38" in table3 and "acai ranks" in table3
     rows = json.loads((out / "table3.json").read_text())
@@ -99,8 +105,9 @@ def test_tables_2_and_3_share_runs_and_print_the_paper(tmp_path, data_root, caps
 
 def test_figures_draw_every_model_and_vae_samples(tmp_path, data_root):
     out = tmp_path / "real"
-    paths = reproduce_figures(out, datasets=["mnist"], models=["baseline", "vae"], data_dir=str(data_root),
-                              progress=False, overrides=TINY, pairs=2)
+    reproduce(tiny_sweep("figures", out, datasets=("mnist",), models=("baseline", "vae"), data_dir=str(data_root),
+                         lines=False, pairs=2), progress=False)
+    paths = [out / "figures" / "figure5-mnist-dz32.png", out / "figures" / "mnist-dz32-vae-samples.png"]
     grid, samples = (Image.open(p) for p in paths)
     assert paths[0].name == "figure5-mnist-dz32.png"
     # 2 models x 2 pairs = 4 rows of 16 images (64 px + 2 px gap each, at scale 2)

@@ -4,22 +4,19 @@ import json
 import pytest
 import torch
 
-import acai.stacked as stacked
-import acai.train as training
 from acai.cli import main
-from acai.config import ConfigError, TrainConfig
+from acai.config import ConfigError
 from acai.models import MODELS
 from acai.stacked import next_batch, stack_runs, stacked_step, train_stacked
-from acai.train import build_run, load_run, train, train_step
+from acai.train import Hooks, build_run, load_run, train, train_step
+
+from conftest import tiny_args, tiny_config, tiny_sweep
 
 METRICS = ("mean_distance", "smoothness", "probe_accuracy")
 
 
 def tiny(model, seed=1, **overrides):
-    values = dict(model=model, scales=2, depth=4, latent=4, samples=128, batch=16, eval_every=128,
-                  checkpoint_seconds=1e9, seed=seed, eval_pairs=8,
-                  hparams={"codebook_log2": 6} if model == "vqvae" else {})
-    return TrainConfig(**{**values, **overrides})
+    return tiny_config(model, **{"samples": 128, "seed": seed, **overrides})
 
 
 def same_metrics(a: dict, b: dict) -> None:
@@ -61,22 +58,19 @@ def test_stacked_seeds_train_as_separate_runs(tmp_path, model):
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "metrics.json"]
 
 
-def test_killed_stacked_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_killed_stacked_run_resumes_to_the_same_result(tmp_path):
     configs = [tiny("acai", seed, samples=192, eval_every=64) for seed in (1, 2)]
     whole = train_stacked(configs, [tmp_path / "whole" / f"s{c.seed}" for c in configs], progress=False)
     outs = [tmp_path / "killed" / f"s{c.seed}" for c in configs]
-    real_save, calls = stacked.save_checkpoint, {"n": 0}
+    saved = []
 
-    def dying_save(run, out):  # killed between the two members' second checkpoints
-        calls["n"] += 1
-        if calls["n"] == 4:
+    def die(out):  # killed between the two members' second checkpoints
+        saved.append(out)
+        if len(saved) == 3:
             raise SystemExit("killed")
-        real_save(run, out)
 
-    monkeypatch.setattr(stacked, "save_checkpoint", dying_save)
     with pytest.raises(SystemExit):
-        train_stacked(configs, outs, progress=False)
-    monkeypatch.setattr(stacked, "save_checkpoint", real_save)
+        train_stacked(configs, outs, progress=False, hooks=Hooks(after_checkpoint=die))
     assert [load_run(out).step for out in outs] == [8, 4]  # the second member has to catch up alone
     with pytest.raises(ConfigError, match="--resume"):
         train_stacked(configs, outs, progress=False)
@@ -94,12 +88,9 @@ def test_stacked_configs_must_differ_only_in_seed(tmp_path):
         train_stacked([tiny("baseline", 1)], [tmp_path / "a", tmp_path / "b"])
 
 
-def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys, monkeypatch):
-    # The wiring only: the CLI's 256 evaluation pairs would cost seconds and are tested above.
-    monkeypatch.setattr(training, "evaluate", lambda run: {"samples": run.step * run.config.batch})
-    args = ["--samples", "64", "--batch", "16", "--eval-every", "64", "--quiet", "--scales", "2", "--depth", "4",
-            "--latent", "4"]
-    assert main(["train", "--model", "dropout", "--seed", "3", "--seeds", "2", "--out", str(tmp_path), *args]) == 0
+def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys):
+    args = tiny_args("dropout", samples=64, eval_every=64, seed=3)
+    assert main(["train", "--model", "dropout", "--seeds", "2", "--out", str(tmp_path), *args]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and printed[0].startswith("seed 3:") and printed[1].startswith("seed 4:")
     for seed in (3, 4):
@@ -110,12 +101,14 @@ def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys, monkeypatch):
 
 
 def test_reproduce_trains_seeds_stacked_with_the_same_table(tmp_path):
-    from acai.reproduce import reproduce_table1
+    from acai.sweep import reproduce
 
-    settings = dict(samples=64, eval_every=32, eval_window=1, eval_pairs=8, batch=16, scales=2, depth=4, latent=4)
-    tables = {stack: reproduce_table1(tmp_path / str(stack), seeds=2, models=["acai"], progress=False,
-                                      overrides=settings, stack=stack)
-              for stack in (False, True)}
-    for key in ("mean_distance_e3", "mean_distance_e3_std", "samples"):
-        assert tables[True][0][key] == pytest.approx(tables[False][0][key], rel=1e-4)
-    assert tables[True][0]["runs"] == 2
+    settings = dict(samples=64, eval_every=32, eval_window=1)
+    tables = {}
+    for stack in (False, True):
+        reproduce(tiny_sweep("table1", tmp_path / str(stack), seeds=2, models=("acai",), overrides=settings,
+                             stack=stack), progress=False)
+        tables[stack] = json.loads((tmp_path / str(stack) / "table1.json").read_text())
+    for key in ("mean_distance", "mean_distance_std", "smoothness"):
+        assert tables[True][0][key] == pytest.approx(tables[False][0][key], rel=1e-4, nan_ok=True)
+    assert tables[True][0]["seeds"] == 2

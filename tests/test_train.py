@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-import acai.train as training
 from acai.config import ConfigError, TrainConfig
-from acai.train import build_run, summarise, train, train_step
+from acai.train import Hooks, build_run, summarise, train, train_step
+
+from conftest import tiny_config
 
 
 def tiny(model="acai", **overrides):
-    values = dict(model=model, scales=2, depth=4, latent=4, samples=512, batch=16, eval_every=128,
-                  checkpoint_seconds=1e9, seed=1, eval_pairs=16)
-    values.update(overrides)
-    return TrainConfig(**values)
+    return tiny_config(model, **{"samples": 512, "eval_pairs": 16, **overrides})
 
 
 def test_each_group_is_updated_only_by_its_own_loss():
@@ -39,7 +37,7 @@ def test_probe_reads_stopped_gradient_features():
     run = build_run(tiny("baseline"))
     x, y = run.source.train_batch(0, 0, 16)
     encoder_before = [p.detach().clone() for p in run.model.encoder.parameters()]
-    run.optimizers["ae"].param_groups[0]["lr"] = 0.0  # only the probe may move now
+    run.base_lr["ae"] = 0.0  # only the probe may move now
     train_step(run, x, y)
     for before, p in zip(encoder_before, run.model.encoder.parameters()):
         torch.testing.assert_close(before, p.detach())
@@ -67,23 +65,16 @@ def test_same_seed_same_run(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["acai", "vqvae", "dropout"])
-def test_killed_run_resumes_to_identical_metrics(tmp_path, monkeypatch, model):
-    config = tiny(model, hparams={"codebook_log2": 6} if model == "vqvae" else {})
+def test_killed_run_resumes_to_identical_metrics(tmp_path, model):
+    config = tiny(model)
     whole = train(config, tmp_path / "whole", progress=False)
 
-    real_evaluate = training.evaluate
-    calls = {"n": 0}
-
-    def dying_evaluate(run):  # the process dies during the third evaluation
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def die(step):  # the process dies on its way to the third evaluation
+        if step == 2 * config.eval_every_steps + 3:
             raise SystemExit("killed")
-        return real_evaluate(run)
 
-    monkeypatch.setattr(training, "evaluate", dying_evaluate)
     with pytest.raises(SystemExit):
-        train(config, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(training, "evaluate", real_evaluate)
+        train(config, tmp_path / "killed", progress=False, hooks=Hooks(after_step=die))
     assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 2
     with pytest.raises(ConfigError, match="--resume"):
         train(config, tmp_path / "killed", progress=False)

@@ -1,9 +1,9 @@
 """Data sets by name: `lines` (synthetic), `mnist`, `svhn`, `cifar10`, `celeba`
 and `folder:PATH` (any folder of images).
 
-`get_source(name, data_dir)` returns an object with `shape`, `num_classes`,
-`train_batch(seed, step, batch_size)` and `test_set()`; the trainer needs
-nothing else.
+`get_source(name, data_dir)` returns a `DataSource` (acai/data/base.py): `shape`,
+`num_classes`, `train_batch(seed, step, batch_size)`, `test_set()` and the
+`capabilities` it declares (a fixed training set; lines metrics).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import importlib
 import os
 from pathlib import Path
 
-from .base import ArraySource, ImageSplits, to_unit_range
+from .base import ArraySource, Capability, DataSource, ImageSplits, offers, to_unit_range
 
 # name -> module under acai.data with `load(root: Path, **options) -> ImageSplits`
 _FORMAT_LOADERS = {
@@ -52,4 +52,4 @@ def get_source(name: str, data_dir=None, **options):
     return ArraySource(name, module.load(data_root(data_dir) / name, **options))
 
 
-__all__ = ["ArraySource", "DataError", "ImageSplits", "NAMES", "data_root", "get_source", "to_unit_range"]
+__all__ = ["ArraySource", "Capability", "DataSource", "DataError", "offers", "ImageSplits", "NAMES", "data_root", "get_source", "to_unit_range"]

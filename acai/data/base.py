@@ -7,9 +7,37 @@ stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
 
 import numpy as np
 import torch
+
+
+class Capability(Enum):
+    """What a data source offers beyond the DataSource protocol; each source lists its own."""
+
+    TRAIN_SET = "a fixed training set, train_set() -> (images, labels)"  # probe and clustering on codes
+    LINES = "fresh evaluation lines, evaluation_lines(seed, evaluation, count)"  # the lines metrics
+
+
+class DataSource(Protocol):
+    """What every data source offers the trainer."""
+
+    name: str
+    shape: tuple[int, int, int]  # (C, H, W) of one image
+    num_classes: int  # 0 for an unlabelled set
+    capabilities: frozenset[Capability]  # the optional parts it offers, declared by the source
+
+    def train_batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step` of the stream of `seed`: images (B, C, H, W) in [-1, 1], labels (B,); pure."""
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All test images (N, C, H, W) in [-1, 1] and their labels (N,)."""
+
+
+def offers(source: DataSource, capability: Capability) -> bool:
+    return capability in source.capabilities
 
 
 def to_unit_range(images_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -48,6 +76,8 @@ class ArraySource:
     Sample i of the stream (i = step·batch + k) is image perm_e[i mod N] with
     e = i div N and perm_e a permutation seeded by (seed, e).
     """
+
+    capabilities = frozenset({Capability.TRAIN_SET})
 
     def __init__(self, name: str, splits: ImageSplits):
         self.name = name

@@ -11,7 +11,7 @@ from ..nets import Arch
 from .aae import AAE
 from .acai import ACAI
 from .baseline import Baseline
-from .common import StepOutput
+from .common import ModelDefinitionError, StepOutput, check_param_groups
 from .denoising import Denoising
 from .dropout import Dropout
 from .vae import VAE
@@ -49,7 +49,10 @@ def make_hparams(name: str, overrides: dict | None = None):
 
 
 def build(name: str, arch: Arch, **hparams):
-    return MODELS[name](arch, make_hparams(name, hparams))
+    model = MODELS[name](arch, make_hparams(name, hparams))
+    check_param_groups(model)
+    return model
 
 
-__all__ = ["MODELS", "Arch", "ConfigError", "StepOutput", "build", "make_hparams"]
+__all__ = ["MODELS", "Arch", "ConfigError", "ModelDefinitionError", "StepOutput", "build", "check_param_groups",
+           "make_hparams"]

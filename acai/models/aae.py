@@ -32,13 +32,16 @@ def latent_critic(dz: int, sizes) -> nn.Sequential:
 
 class AAE(ConvAutoencoder):
     Hparams = AAEHparams
+    GROUPS = {"ae": ("encoder", "decoder"), "critic": ("critic",)}
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)
         self.critic = latent_critic(arch.dz, self.hp.critic_sizes)
 
     def param_groups(self):
-        return {**super().param_groups(), "critic": {"params": list(self.critic.parameters()), "lr": self.hp.critic_lr}}
+        groups = super().param_groups()
+        groups["critic"]["lr"] = self.hp.critic_lr  # the release's `adversary_lr`, its own rate
+        return groups
 
     def draw_noise(self, batch, generator, device, dtype):
         return {"prior": torch.randn(batch, *self.arch.latent_shape, generator=generator, device=device, dtype=dtype)}

@@ -38,6 +38,7 @@ def autoencoder_loss(reconstruction, x, d_mix, lam):
 
 class ACAI(ConvAutoencoder):
     Hparams = ACAIHparams
+    GROUPS = {"ae": ("encoder", "decoder"), "critic": ("critic",)}
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)
@@ -45,9 +46,6 @@ class ACAI(ConvAutoencoder):
 
     def critique(self, images):
         return self.critic(images).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
-
-    def param_groups(self):
-        return {**super().param_groups(), "critic": {"params": list(self.critic.parameters())}}
 
     def draw_noise(self, batch, generator, device, dtype):
         return {"alpha": torch.rand(batch, 1, 1, 1, generator=generator, device=device, dtype=dtype)}  # U[0, 1]

@@ -1,15 +1,20 @@
 """The small interface every autoencoder offers the trainer, and its shared parts.
 
 A model is an nn.Module with
-  encode(x) -> z            the latent code that interpolation mixes
+  encode(x, generator=None) -> z   the latent code that interpolation mixes; a model
+                            whose code is a sample (the VAE) draws it with `generator`
   decode(z) -> x̂            an image in [-1, 1]
   features(x) -> h          what the linear probe reads (gradient stopped)
   draw_noise(batch, generator, device, dtype) -> {name: tensor}   a step's random draws
   training_losses(x, noise) -> StepOutput   everything a step needs, from one forward pass
-  param_groups() -> {name: {"params": [...], "lr"?: float}}
+  GROUPS = {group: (submodule names, ...)}   which networks each optimiser trains
+  param_groups() -> {name: {"params": [...], "lr"?: float}}, built from GROUPS
 StepOutput.losses has one scalar per parameter group: the trainer takes the
 gradient of losses[name] with respect to group `name` only, which is how the
-release's `minimize(loss, var_list=...)` pairs losses and networks.
+release's `minimize(loss, var_list=...)` pairs losses and networks. Every
+parameter belongs to exactly one group; `check_param_groups` enforces it when
+a model is built, so a new network nobody assigned is an error, not a
+parameter silently trained by the wrong optimiser.
 
 Randomness is an input, not a side effect: the trainer draws a step's noise
 with its run's own generator and passes it in, and training_losses writes
@@ -40,10 +45,15 @@ class NoHparams:
     """This model has no hyper-parameters beyond the architecture."""
 
 
+class ModelDefinitionError(TypeError):
+    """A model's declaration is inconsistent (a parameter in no group, or in two)."""
+
+
 class ConvAutoencoder(nn.Module):
     """Encoder + decoder of appendix B; the plain parts of every model."""
 
     Hparams = NoHparams
+    GROUPS: dict[str, tuple[str, ...]] = {"ae": ("encoder", "decoder")}  # group -> the submodules it trains
 
     def __init__(self, arch: Arch, hp=None):
         super().__init__()
@@ -52,8 +62,8 @@ class ConvAutoencoder(nn.Module):
         self.encoder = encoder(arch)
         self.decoder = decoder(arch)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B, C, H, W) -> (B, latent, h, w)
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.encoder(x)  # (B, C, H, W) -> (B, latent, h, w); deterministic: no draw
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)  # (B, latent, h, w) -> (B, C, H, W)
@@ -66,4 +76,21 @@ class ConvAutoencoder(nn.Module):
         return {}  # a deterministic model draws nothing
 
     def param_groups(self) -> dict[str, dict]:
-        return {"ae": {"params": [p for n, p in self.named_parameters() if not n.startswith("critic.")]}}
+        return {group: {"params": [p for name in modules for p in self.get_submodule(name).parameters()]}
+                for group, modules in self.GROUPS.items()}
+
+
+def check_param_groups(model: nn.Module) -> None:
+    """Every parameter of `model` in exactly one of its param_groups(), else ModelDefinitionError."""
+    owner: dict[int, str] = {}
+    names = {id(p): name for name, p in model.named_parameters()}
+    for group, spec in model.param_groups().items():
+        for p in spec["params"]:
+            if id(p) in owner:
+                raise ModelDefinitionError(f"{type(model).__name__}: parameter {names.get(id(p))} is in groups "
+                                           f"{owner[id(p)]!r} and {group!r}; give it one")
+            owner[id(p)] = group
+    orphans = [name for name, p in model.named_parameters() if id(p) not in owner]
+    if orphans:
+        raise ModelDefinitionError(f"{type(model).__name__}: parameters {', '.join(orphans)} belong to no group; "
+                                   f"add their submodule to GROUPS")

@@ -22,6 +22,7 @@ class VAEHparams:
 
 class VAE(ConvAutoencoder):
     Hparams = VAEHparams
+    GROUPS = {"ae": ("encoder", "to_mu", "to_log_var", "decoder")}
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)
@@ -33,14 +34,22 @@ class VAE(ConvAutoencoder):
         flat = h.flatten(1)  # (B, d_z)
         return h, self.to_mu(flat), self.to_log_var(flat)
 
-    def sample(self, mu, log_var, eps=None):
-        """Reparameterised z = μ + σ·ε; ε ~ N(0, I) is drawn here unless given."""
-        eps = torch.randn_like(mu) if eps is None else eps  # (B, d_z)
+    def sample(self, mu, log_var, eps):
+        """Reparameterised z = μ + σ·ε with ε ~ N(0, I) of shape (B, d_z) -> (B, latent, h, w)."""
         return (mu + torch.exp(0.5 * log_var) * eps).view(-1, *self.arch.latent_shape)
 
-    def encode(self, x):
+    def encode(self, x, generator=None):
+        """The sampled code z (the release's `ops.encode`), or μ with interpolate_mean.
+
+        ε is drawn with `generator`: randomness is an input here as in training."""
         _, mu, log_var = self.posterior(x)
-        return mu.view(-1, *self.arch.latent_shape) if self.hp.interpolate_mean else self.sample(mu, log_var)
+        if self.hp.interpolate_mean:
+            return mu.view(-1, *self.arch.latent_shape)
+        if generator is None:
+            raise ValueError("the VAE's code is a sample z = μ + σ·ε: pass encode(x, generator) "
+                             "(a torch.Generator on x's device), or build it with interpolate_mean=True")
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self.sample(mu, log_var, eps)
 
     def decode(self, z):
         return 2 * torch.sigmoid(self.decoder(z)) - 1

@@ -30,6 +30,7 @@ class VQVAEHparams:
 
 class VQVAE(ConvAutoencoder):
     Hparams = VQVAEHparams
+    GROUPS = {"ae": ("encoder", "project", "hidden", "out", "decoder")}  # the codebook is a buffer (EMA)
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)

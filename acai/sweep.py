@@ -1,0 +1,454 @@
+"""`acai reproduce`: a table of the paper as a sweep of idempotent units, run by an executor.
+
+    SweepSpec (built once by the CLI) --plan--> [Unit, ...] --Executor--> run folders --collect--> tables, figures
+
+* A `Preset` fixes each run's budget and recipe: `paper` is the paper's
+  protocol exactly; the short presets say what they change (`departures`).
+* Every run has a stable id `DATA-dzD/MODEL/seedS` and lives in OUT/runs/ID.
+* A `Unit` trains or resumes its runs (K stacked seeds of one model, or one
+  run) and then makes the measurements its table needs afterwards (the probe
+  on the final codes, clustering), each cached in the run folder against the
+  checkpoint it read. Running a unit twice does nothing the second time, so a
+  killed sweep, a preempted SLURM task or a second `reproduce` just continues.
+* Executors (acai/executors.py) run the units: inline, in N local worker
+  processes, or as a SLURM job array.
+* Results are read back from the run folders only, so a sweep can be
+  collected (or looked at with `acai status OUT`) by any later process.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .config import ConfigError, TrainConfig
+from .models import MODELS
+from .tables import LATENTS, TABLES, Cell, Table
+
+SWEEP = "sweep.json"  # what OUT holds: the spec and every unit, for `acai status` and re-attaching
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How one run trains and is reported at a preset."""
+
+    samples: int
+    eval_every: int
+    eval_window: int  # reported value = median of the last this-many evaluations
+    recipe: tuple[tuple[str, object], ...] = ()  # TrainConfig fields that depart from the paper's recipe
+    bfloat16: tuple[str, ...] = ()  # models that train in bfloat16 here (validated, see README)
+
+    def config(self, model: str) -> dict:
+        values = dict(samples=self.samples, eval_every=self.eval_every, eval_window=self.eval_window,
+                      **dict(self.recipe))
+        values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
+        return values
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    lines: Budget
+    images: Budget  # MNIST, SVHN, CIFAR-10, CelebA
+    probe_samples: int  # the probe on final codes and the pixel baseline
+    all_latents: bool  # both latent sizes of the paper, or the first only
+    seeds: int  # default number of seeds per model
+    departures: tuple[str, ...] = ()  # what departs from the paper, printed with every table
+
+    def budget(self, data: str) -> Budget:
+        return self.lines if data == "lines" else self.images
+
+
+PAPER_LINES = Budget(1 << 24, 1 << 16, 20)
+PRESETS = {
+    # The paper's protocol, exactly: Adam 1e-4, batch 64, 2^24 samples, median of the last 20 evaluations.
+    "paper": Preset("paper", PAPER_LINES, Budget(1 << 24, 1 << 16, 20), 1 << 24, True, 5),
+    # Long enough on a 2-core CPU for ACAI to lead Table 1 with the paper's recipe (48 min a seed).
+    "cpu": Preset("cpu", Budget(196_608, 16_384, 3), Budget(524_288, 32_768, 5), 1 << 22, True, 1,
+                  ("196,608 samples per run instead of 2^24; median of the last 3 evaluations",)),
+    # The whole pipeline, three seeds, on a laptop.
+    "quick": Preset("quick", Budget(65_536, 16_384, 1), Budget(98_304, 16_384, 3), 1 << 22, False, 1,
+                    ("65,536 samples per lines run, 98,304 per image run, instead of 2^24",)),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: its id, and the configuration that trains it."""
+
+    data: str
+    dz: int
+    model: str
+    seed: int
+    config: TrainConfig
+
+    @property
+    def id(self) -> str:
+        return f"{self.data}-dz{self.dz}/{self.model}/seed{self.seed}"
+
+    def folder(self, out) -> Path:
+        return Path(out) / "runs" / self.id
+
+
+@dataclass
+class SweepSpec:
+    """Everything `reproduce` needs, built once (by the CLI or a caller) and checked on creation."""
+
+    what: str  # a key of TABLES
+    out: Path
+    preset: Preset
+    seeds: int
+    models: tuple[str, ...] = tuple(MODELS)
+    datasets: tuple[str, ...] = ()  # default: the table's
+    latents: tuple[int, ...] = ()  # default: the preset's choice of the paper's
+    device: str = "cpu"
+    precision: str = "preset"  # "preset": each model as the preset says; or float32 / bfloat16 for all
+    data_dir: str | None = None
+    stack: bool = False  # train the seeds of a model together with stacked weights (pays on a GPU)
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields for every run (tests: tiny networks)
+    probe_samples: int | None = None
+    restarts: int = 1000  # K-Means restarts (table 3)
+    iterations: int = 1000
+    pairs: int = 3  # interpolations per model in the figures of image data sets
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.what not in TABLES:
+            raise ConfigError(f"unknown table {self.what!r}; choose one of {', '.join(TABLES)}")
+        table = TABLES[self.what]
+        self.datasets = tuple(self.datasets or table.datasets)
+        unknown = [d for d in self.datasets if d not in table.datasets]
+        if unknown:
+            what = " (the lines benchmark)" if table.datasets == ("lines",) else ""
+            raise ConfigError(f"{self.what} covers {', '.join(table.datasets)}{what}; got {', '.join(unknown)}")
+        bad = [m for m in self.models if m not in MODELS]
+        if bad:
+            raise ConfigError(f"unknown model {', '.join(bad)}; choose from {', '.join(MODELS)}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.precision not in ("preset", "float32", "bfloat16"):
+            raise ConfigError(f"unknown precision {self.precision!r}; use preset, float32 or bfloat16")
+
+    @property
+    def table(self) -> Table:
+        return TABLES[self.what]
+
+    def latent_sizes(self, data: str) -> tuple[int, ...]:
+        if data == "lines":
+            return LATENTS["lines"]
+        if self.latents:
+            return self.latents
+        return LATENTS[data] if self.preset.all_latents else LATENTS[data][:1]
+
+    def run(self, data: str, dz: int, model: str, seed: int) -> RunSpec:
+        values = self.preset.budget(data).config(model)
+        if self.precision != "preset":
+            values["precision"] = self.precision
+        values.update(self.overrides)
+        config = TrainConfig(model=model, data=data, dz=None if data == "lines" else dz, seed=seed,
+                             device=self.device, data_dir=self.data_dir, **values)
+        return RunSpec(data, dz, model, seed, config)
+
+    def runs(self) -> list[RunSpec]:
+        return [self.run(data, dz, model, seed) for data in self.datasets for dz in self.latent_sizes(data)
+                for model in self.models for seed in range(self.seeds)]
+
+    def probe_options(self) -> dict:
+        samples = self.probe_samples or self.preset.probe_samples
+        return dict(samples=samples, window=3, eval_every=max(1 << 16, samples // 16))
+
+    def to_dict(self) -> dict:
+        return dict(what=self.what, out=str(self.out), preset=self.preset.name, seeds=self.seeds,
+                    models=list(self.models), datasets=list(self.datasets), latents=list(self.latents),
+                    device=self.device, precision=self.precision, data_dir=self.data_dir, stack=self.stack,
+                    overrides=self.overrides, probe_samples=self.probe_samples, restarts=self.restarts,
+                    iterations=self.iterations, pairs=self.pairs)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SweepSpec":
+        values = dict(values)
+        if values["preset"] not in PRESETS:
+            raise ConfigError(f"unknown preset {values['preset']!r}; choose one of {', '.join(PRESETS)}")
+        values["preset"] = PRESETS[values["preset"]]
+        for key in ("models", "datasets", "latents"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def finished(run: RunSpec, out) -> dict | None:
+    """The metrics of a finished run (re-summarised with this run's window), else None.
+    A folder that holds a finished run of other settings is an error, never silently reused."""
+    from .train import LOG, METRICS, summarise
+
+    folder = run.folder(out)
+    if not (folder / METRICS).exists():
+        return None
+    metrics = ckpt.read_json(folder / METRICS)
+    if TrainConfig.from_dict(metrics["config"]).trained_fields() != run.config.trained_fields():
+        raise ConfigError(f"{folder} holds a finished run with other settings; use another --out or delete it")
+    if metrics["samples"] < run.config.steps * run.config.batch:
+        return None  # a larger budget was asked for: resume
+    history = ckpt.read_json_lines(folder / LOG)
+    return {**metrics, **summarise(history, run.config.eval_window)}
+
+
+@dataclass
+class Unit:
+    """What one executor task does, idempotently: train (or resume) `members`, stacked when there are
+    several, then make the measurements `after` on each (probe on final codes, clustering)."""
+
+    out: str
+    members: tuple[RunSpec, ...]
+    after: tuple[str, ...] = ()
+    probe: dict = field(default_factory=dict)
+    clustering: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        first = self.members[0]
+        seeds = ",".join(str(m.seed) for m in self.members)
+        return f"{first.data}-dz{first.dz}/{first.model}/seed{'s' if len(self.members) > 1 else ''}{seeds}"
+
+    @property
+    def samples(self) -> int:
+        return sum(m.config.steps * m.config.batch for m in self.members)
+
+    def cost(self) -> float:
+        """Relative work, to start the longest units first: ACAI's critic triples a step's work."""
+        per_sample = {"acai": 3.0, "vqvae": 1.6, "denoising": 1.15}.get(self.members[0].model, 1.0)
+        return self.samples * per_sample * (1.0 if self.members[0].config.precision == "float32" else 0.6)
+
+    def __call__(self, progress=None) -> None:
+        from .train import train_runs
+
+        todo = [m for m in self.members if finished(m, self.out) is None]
+        if todo:
+            outs = [m.folder(self.out) for m in todo]
+            train_runs([m.config for m in todo], outs, resume=True, progress=progress if progress else False,
+                       stack=len(todo) > 1)
+        for member in self.members:
+            measure_after(member.folder(self.out), self.after, self.probe, self.clustering)
+
+
+def measure_after(folder: Path, after, probe: dict, clustering: dict) -> dict:
+    """The measurements made on a finished run's folder (cached there against its checkpoint)."""
+    from .represent import cluster_run, run_probe
+
+    results = {}
+    if "final_probe" in after:
+        results["final_probe"] = run_probe(folder, **probe)["accuracy"]
+    if "clustering" in after:
+        results["cluster_accuracy"] = cluster_run(folder, **clustering)["accuracy"]
+    return results
+
+
+@dataclass
+class PixelUnit:
+    """Table 2's pixel baseline for one data set: a dense layer on raw pixels, cached in OUT."""
+
+    out: str
+    data: str
+    data_dir: str | None
+    probe: dict
+
+    @property
+    def id(self) -> str:
+        return f"pixels-{self.data}"
+
+    samples = 0
+
+    def cost(self) -> float:
+        return self.probe["samples"] * 0.01
+
+    def __call__(self, progress=None) -> None:
+        from .represent import pixel_probe
+
+        path = Path(self.out) / f"{self.id}.json"
+        if ckpt.cached_json(path, self.probe) is None:
+            ckpt.save_json({**self.probe, **pixel_probe(self.data, self.data_dir, **self.probe)}, path)
+
+    def result(self) -> dict:
+        return ckpt.cached_json(Path(self.out) / f"{self.id}.json", self.probe)
+
+
+def plan(spec: SweepSpec) -> list:
+    """Every unit of the sweep, the longest first (so N workers finish together), checked before
+    anything trains: stackable members, data sets that load, no folder holding other settings."""
+    after = tuple(m.after for m in spec.table.measures if m.after)
+    groups: dict[tuple, list[RunSpec]] = {}
+    for run in spec.runs():
+        groups.setdefault((run.data, run.dz, run.model), []).append(run)
+    units: list = []
+    for members in groups.values():
+        chunks = [members] if spec.stack else [[m] for m in members]
+        units += [Unit(str(spec.out), tuple(chunk), after, spec.probe_options(),
+                       dict(restarts=spec.restarts, iterations=spec.iterations)) for chunk in chunks]
+    if spec.table.pixel_baseline:
+        units += [PixelUnit(str(spec.out), data, spec.data_dir, spec.probe_options()) for data in spec.datasets]
+    check(spec, units)
+    return sorted(units, key=lambda unit: -unit.cost())
+
+
+def check(spec: SweepSpec, units: list) -> None:
+    from .data import get_source
+    from .stacked import check_stackable
+
+    for data in spec.datasets:
+        get_source(data, spec.data_dir)  # a missing or damaged data set: one line now, not in a worker
+    for unit in units:
+        if isinstance(unit, Unit):
+            if len(unit.members) > 1:
+                check_stackable([m.config for m in unit.members], [m.folder(spec.out) for m in unit.members])
+            for member in unit.members:
+                finished(member, spec.out)
+
+
+def collect(spec: SweepSpec) -> tuple[dict, dict]:
+    """Read every run of the sweep from its folder -> ({(data, dz): {model: {key: Cell}}}, rates)."""
+    from .train import FAILED
+
+    cells: dict = {}
+    rates: dict = {}
+    for run in spec.runs():
+        folder = run.folder(spec.out)
+        metrics = finished(run, spec.out)
+        failed = ckpt.read_json(folder / FAILED) if (folder / FAILED).exists() else None
+        if metrics is None and failed is None:
+            raise ConfigError(f"{folder} has not finished; run the sweep to the end first (acai status "
+                              f"{spec.out} shows what is missing)")
+        state = "diverged" if failed else metrics.get("state", "ok")
+        extra = {} if failed else measure_after(folder, tuple(m.after for m in spec.table.measures if m.after),
+                                                spec.probe_options(), dict(restarts=spec.restarts,
+                                                                           iterations=spec.iterations))
+        values = {**(metrics or {}), **extra}
+        for measure in spec.table.measures:
+            cell = cells.setdefault((run.data, run.dz), {}).setdefault(run.model, {}).setdefault(
+                measure.key, Cell([], []))
+            cell.values.append(float(values.get(measure.key, math.nan)))
+            cell.states.append(state)
+        if metrics:
+            rates.setdefault((run.data, run.dz, run.model), []).append(metrics["samples_per_second"])
+    return cells, {key: sum(v) / len(v) for key, v in rates.items()}
+
+
+def write_sweep(spec: SweepSpec, units: list) -> None:
+    ckpt.save_json(dict(spec=spec.to_dict(), units=[unit.id for unit in units], written=time.time()),
+                   spec.out / SWEEP)
+
+
+def read_sweep(out) -> SweepSpec:
+    path = Path(out) / SWEEP
+    if not path.exists():
+        raise ConfigError(f"{out} holds no sweep ({SWEEP} is missing); start one with acai reproduce ... --out {out}")
+    return SweepSpec.from_dict(ckpt.read_json(path)["spec"])
+
+
+def describe(spec: SweepSpec) -> str:
+    """The line printed above a table: budget, recipe and every departure from the paper."""
+    parts = []
+    for data in dict.fromkeys("lines" if d == "lines" else "images" for d in spec.datasets):
+        budget = spec.preset.budget("lines" if data == "lines" else "mnist")
+        recipe = ", ".join(f"{k}={v}" for k, v in budget.recipe) or "the paper's recipe (Adam 1e-4, batch 64)"
+        bf16 = f"; bfloat16 for {', '.join(budget.bfloat16)}" if budget.bfloat16 and spec.precision == "preset" else ""
+        parts.append(f"{data}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
+                     f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}{bf16}")
+    text = f"Preset `{spec.preset.name}`: " + "; ".join(parts) + "."
+    if spec.overrides:
+        text += f" Overridden for every run: {json.dumps(spec.overrides, sort_keys=True)}."
+    if spec.precision != "preset":
+        text += f" Precision {spec.precision} for every model."
+    if spec.preset.departures:
+        text += " Departs from the paper: " + "; ".join(spec.preset.departures) + "."
+    return text
+
+
+def reproduce(spec: SweepSpec, executor=None, progress: bool = True) -> str:
+    """Run every unit of the sweep with `executor` (default: this process), then write the table
+    (OUT/TABLE.md, .csv, .json) and its figures; -> the markdown. One sweep at a time per OUT."""
+    from .executors import Inline
+    from .progress import SweepDisplay
+
+    start = time.perf_counter()
+    units = plan(spec)
+    with ckpt.folder_lock(spec.out):
+        write_sweep(spec, units)
+        display = SweepDisplay(sum(unit.samples for unit in units), f"{spec.what} ({len(units)} units)",
+                               enabled=progress)
+        try:
+            failures = (executor or Inline()).run(units, display)
+        finally:
+            display.close()
+        failed = {unit.id: failures.get(unit.id) for unit in units if failures.get(unit.id)}
+        diverged = {unit.id for unit in units if isinstance(unit, Unit)
+                    and any((m.folder(spec.out) / "failed.json").exists() for m in unit.members)}
+        others = [f"{unit_id}: {why}" for unit_id, why in failed.items() if unit_id not in diverged]
+        if others:
+            raise ConfigError(f"{len(others)} of {len(units)} units failed (acai status {spec.out} lists them); "
+                              f"the first: {others[0]}")
+        markdown = write_results(spec, time.perf_counter() - start)
+    print(markdown)
+    return markdown
+
+
+def write_results(spec: SweepSpec, seconds: float | None = None) -> str:
+    """The table and figures of a finished sweep, read from its run folders."""
+    from . import tables
+
+    written = []
+    markdown = ""
+    if spec.table.measures:
+        cells, rates = collect(spec)
+        extra = []
+        if spec.table.pixel_baseline:
+            for data in spec.datasets:
+                result = PixelUnit(str(spec.out), data, spec.data_dir, spec.probe_options()).result()
+                if result is not None:
+                    extra.append(f"| {data} | pixels | dense layer on pixels | — | — | {result['accuracy']:.2f} | "
+                                 f"{tables.PAPER_PIXELS.get(data, float('nan')):.2f} |")
+        header = f"{spec.table.title}. {describe(spec)}"
+        markdown, rows = tables.render(spec.table, cells, spec.seeds, header, extra, rates)
+        if seconds is not None:
+            markdown += f"\nWall time of this command: {seconds:.0f} s.\n"
+        tables.write(markdown, rows, spec.out, spec.what)
+        written += [spec.out / f"{spec.what}.{ext}" for ext in ("md", "csv", "json")]
+    written += write_figures(spec)
+    return markdown + "".join(f"wrote {path}\n" for path in written)
+
+
+def write_figures(spec: SweepSpec) -> list[Path]:
+    """The figures that go with the table: Figure 3 and the learning curves for Table 1; for
+    `figures`, the interpolation grids of every data set and latent size and VAE samples."""
+    from . import figures
+    from .tables import PAPER_TABLE1
+    from .train import LOG
+
+    written = []
+    seed0 = {}
+    for run in spec.runs():
+        if run.seed == 0 and finished(run, spec.out) is not None:
+            seed0.setdefault((run.data, run.dz), {})[run.model] = run.folder(spec.out)
+    figures_dir = spec.out if spec.what == "table1" else spec.out / "figures"
+    for (data, dz), folders in seed0.items():
+        if data == "lines":
+            written.append(figures.figure3(folders, figures_dir / "figure3.png"))
+        elif spec.what == "figures":
+            number = figures.FIGURE_NUMBERS.get((data, dz))
+            name = f"figure{number}-" if number else ""
+            written.append(figures.interpolation_figure(folders, spec.pairs, figures_dir / f"{name}{data}-dz{dz}.png"))
+        if spec.what == "figures" and "vae" in folders:
+            name = "figure4-lines" if data == "lines" else f"{data}-dz{dz}"
+            written.append(figures.vae_samples(folders["vae"], figures_dir / f"{name}-vae-samples.png"))
+    if spec.what == "table1":
+        histories = {}
+        for run in spec.runs():
+            log = run.folder(spec.out) / LOG
+            if log.exists():
+                histories.setdefault(run.model, []).append(ckpt.read_json_lines(log))
+        if histories:
+            paper = {m: (v[0][0], v[1][0]) for m, v in PAPER_TABLE1.items()}
+            title = f"Table 1 runs, preset {spec.preset.name}, {spec.seeds} seed{'s' if spec.seeds > 1 else ''}"
+            written.append(figures.learning_curves(histories, paper, spec.out / "curves.png", title))
+    return written
