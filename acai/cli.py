@@ -77,11 +77,12 @@ def cmd_reproduce(args) -> None:
     from .sweep import PRESETS, SweepSpec, reproduce
 
     preset = PRESETS[args.preset]
-    suffix = "" if args.precision == "preset" else f"-{args.precision}"
+    suffix = ("" if args.precision == "preset" else f"-{args.precision}") + (
+        "-paper-recipe" if args.recipe == "paper" and args.preset != "paper" else "")
     out = args.out or f"results/{args.what}-{args.preset}{suffix}"
     spec = SweepSpec(args.what, out, preset, args.seeds or preset.seeds, tuple(args.models or MODELS),
                      tuple(args.datasets or ()), tuple(args.latents or ()), args.device, args.precision,
-                     args.data_dir, args.stack == "on" or (args.stack == "auto" and args.device == "cuda"),
+                     args.recipe, args.data_dir, args.stack == "on" or (args.stack == "auto" and args.device == "cuda"),
                      probe_samples=args.probe_samples, restarts=args.restarts)
     if args.executor == "inline":
         executor = Inline()
@@ -190,6 +191,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="preset", choices=["preset", "float32", "bfloat16"],
                    help="preset: each model as the preset says (see README); or one precision for all, "
                         "into its own folder (default ...-PRESET-PRECISION)")
+    p.add_argument("--recipe", default="preset", choices=["preset", "paper"],
+                   help="paper: the preset's budget with the paper's recipe (Adam 1e-4, batch 64, float32)")
     p.add_argument("--executor", default="local", choices=["inline", "local", "slurm"],
                    help="inline: in this process; local: worker processes (default); slurm: a job array")
     p.add_argument("--workers", type=positive_int, default=None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .models import MODELS, ConfigError, make_hparams
@@ -40,7 +41,7 @@ class TrainConfig:
     lr: float = 1e-4  # Adam's rate for every group (SPEC 3); a model may set its own per group
     lr_warmup: int = 0  # samples over which every rate rises linearly from 0 (paper: none)
     lr_decay: str = "none"  # one of LR_DECAYS: "none" (paper) or "cosine" (to 0 at `samples`)
-    group_lr: dict = field(default_factory=dict)  # group name -> multiplier of that group's rate (paper: none)
+    group_lr: dict = field(default_factory=dict)  # group name -> its own Adam rate, e.g. {"critic": 1e-4} (paper: none)
     seed: int = 0
     eval_every: int = 1 << 16  # samples between evaluations (release: 64 Ki)
     eval_window: int = 20  # reported value = median of the last this-many evaluations
@@ -60,14 +61,15 @@ class TrainConfig:
         for name in ("samples", "batch", "eval_every", "eval_window", "eval_pairs"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
         if self.lr_warmup < 0:
             raise ConfigError(f"lr_warmup must be 0 or more samples, got {self.lr_warmup}")
         if self.lr_decay not in LR_DECAYS:
             raise ConfigError(f"unknown lr_decay {self.lr_decay!r}; use {' or '.join(LR_DECAYS)}")
-        if any(not scale > 0 for scale in self.group_lr.values()):
-            raise ConfigError(f"group_lr multipliers must be positive, got {self.group_lr}")
+        if any(not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0)
+               for rate in self.group_lr.values()):
+            raise ConfigError(f"group_lr rates must be positive numbers, got {self.group_lr}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use {' or '.join(PRECISIONS)}")
 

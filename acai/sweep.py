@@ -41,10 +41,12 @@ class Budget:
     recipe: tuple[tuple[str, object], ...] = ()  # TrainConfig fields that depart from the paper's recipe
     bfloat16: tuple[str, ...] = ()  # models that train in bfloat16 here (validated, see README)
 
-    def config(self, model: str) -> dict:
-        values = dict(samples=self.samples, eval_every=self.eval_every, eval_window=self.eval_window,
-                      **dict(self.recipe))
-        values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
+    def config(self, model: str, paper_recipe: bool = False) -> dict:
+        """TrainConfig fields of `model`'s runs; `paper_recipe`: this budget with the paper's recipe."""
+        values = dict(samples=self.samples, eval_every=self.eval_every, eval_window=self.eval_window)
+        if not paper_recipe:
+            values.update(self.recipe)
+            values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
         return values
 
 
@@ -56,7 +58,7 @@ class Preset:
     probe_samples: int  # the probe on final codes and the pixel baseline
     all_latents: bool  # both latent sizes of the paper, or the first only
     seeds: int  # default number of seeds per model
-    departures: tuple[str, ...] = ()  # what departs from the paper, printed with every table
+    departures: tuple[str, ...] = ()  # how its budgets depart from the paper's (the recipe is listed apart)
 
     def budget(self, data: str) -> Budget:
         return self.lines if data == "lines" else self.images
@@ -106,6 +108,7 @@ class SweepSpec:
     latents: tuple[int, ...] = ()  # default: the preset's choice of the paper's
     device: str = "cpu"
     precision: str = "preset"  # "preset": each model as the preset says; or float32 / bfloat16 for all
+    recipe: str = "preset"  # "preset": the preset's recipe; "paper": its budget with the paper's recipe
     data_dir: str | None = None
     stack: bool = False  # train the seeds of a model together with stacked weights (pays on a GPU)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields for every run (tests: tiny networks)
@@ -131,6 +134,8 @@ class SweepSpec:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
         if self.precision not in ("preset", "float32", "bfloat16"):
             raise ConfigError(f"unknown precision {self.precision!r}; use preset, float32 or bfloat16")
+        if self.recipe not in ("preset", "paper"):
+            raise ConfigError(f"unknown recipe {self.recipe!r}; use preset or paper")
 
     @property
     def table(self) -> Table:
@@ -144,7 +149,7 @@ class SweepSpec:
         return LATENTS[data] if self.preset.all_latents else LATENTS[data][:1]
 
     def run(self, data: str, dz: int, model: str, seed: int) -> RunSpec:
-        values = self.preset.budget(data).config(model)
+        values = self.preset.budget(data).config(model, paper_recipe=self.recipe == "paper")
         if self.precision != "preset":
             values["precision"] = self.precision
         values.update(self.overrides)
@@ -163,7 +168,8 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return dict(what=self.what, out=str(self.out), preset=self.preset.name, seeds=self.seeds,
                     models=list(self.models), datasets=list(self.datasets), latents=list(self.latents),
-                    device=self.device, precision=self.precision, data_dir=self.data_dir, stack=self.stack,
+                    device=self.device, precision=self.precision, recipe=self.recipe, data_dir=self.data_dir,
+                    stack=self.stack,
                     overrides=self.overrides, probe_samples=self.probe_samples, restarts=self.restarts,
                     iterations=self.iterations, pairs=self.pairs)
 
@@ -351,8 +357,10 @@ def describe(spec: SweepSpec) -> str:
     parts = []
     for data in dict.fromkeys("lines" if d == "lines" else "images" for d in spec.datasets):
         budget = spec.preset.budget("lines" if data == "lines" else "mnist")
-        recipe = ", ".join(f"{k}={v}" for k, v in budget.recipe) or "the paper's recipe (Adam 1e-4, batch 64)"
-        bf16 = f"; bfloat16 for {', '.join(budget.bfloat16)}" if budget.bfloat16 and spec.precision == "preset" else ""
+        paper = spec.recipe == "paper" or not budget.recipe
+        recipe = "the paper's recipe (Adam 1e-4, batch 64)" if paper else ", ".join(f"{k}={v}" for k, v in budget.recipe)
+        bf16 = (f"; bfloat16 for {', '.join(budget.bfloat16)}" if budget.bfloat16 and spec.precision == "preset"
+                and spec.recipe == "preset" else "")
         parts.append(f"{data}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
                      f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}{bf16}")
     text = f"Preset `{spec.preset.name}`: " + "; ".join(parts) + "."
@@ -360,7 +368,7 @@ def describe(spec: SweepSpec) -> str:
         text += f" Overridden for every run: {json.dumps(spec.overrides, sort_keys=True)}."
     if spec.precision != "preset":
         text += f" Precision {spec.precision} for every model."
-    if spec.preset.departures:
+    if spec.preset.departures:  # of the budget; the recipe is said above
         text += " Departs from the paper: " + "; ".join(spec.preset.departures) + "."
     return text
 

@@ -127,7 +127,8 @@ def build_run(config: TrainConfig) -> Run:
         raise ConfigError(f"group_lr names {', '.join(unknown)}, but {config.model} has the groups "
                           f"{', '.join([*declared, 'probe'])}")
     groups = {name: group["params"] for name, group in declared.items()}
-    base_lr = {name: group.get("lr", config.lr) * config.group_lr.get(name, 1.0) for name, group in declared.items()}
+    # A group's rate: the recipe's group_lr if it names the group, else the model's own (the AAE's critic), else lr.
+    base_lr = {name: config.group_lr.get(name, group.get("lr", config.lr)) for name, group in declared.items()}
     optimizers = {name: torch.optim.Adam(groups[name], lr=base_lr[name]) for name in groups}
     probe = None
     if source.num_classes:
@@ -135,7 +136,7 @@ def build_run(config: TrainConfig) -> Run:
             feature_dim = model.features(torch.zeros(1, *source.shape, device=device)).numel()
         probe = dense(feature_dim, source.num_classes).to(device)
         groups["probe"] = list(probe.parameters())
-        base_lr["probe"] = config.lr * config.group_lr.get("probe", 1.0)
+        base_lr["probe"] = config.group_lr.get("probe", config.lr)
         optimizers["probe"] = torch.optim.Adam(groups["probe"], lr=base_lr["probe"])
     generator = torch.Generator(device).manual_seed(derived_seed(config.seed, NOISE_STREAM))
     return Run(config, source, model, probe, groups, optimizers, device, generator, base_lr)

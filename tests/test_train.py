@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from acai.config import ConfigError, TrainConfig
+import acai.train as training
 from acai.train import Hooks, build_run, summarise, train, train_step
 
 from conftest import tiny_config
@@ -111,3 +112,50 @@ def test_config_rejects_bad_values():
     assert TrainConfig(data="mnist", dz=256).arch(colors=1).latent == 16
     assert TrainConfig(data="lines", model="vqvae").arch(colors=1).dz == 256
     assert TrainConfig(data="lines").arch(colors=1).dz == 64
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    from acai.train import lr_factor
+
+    paper = tiny("baseline")
+    assert all(lr_factor(paper, step) == 1.0 for step in range(paper.steps))  # the paper: constant
+    short = tiny("baseline", lr_warmup=64, lr_decay="cosine")  # batch 16: warm-up over 4 steps
+    factors = [lr_factor(short, step) for step in range(short.steps)]
+    assert factors[:4] == pytest.approx([0.25 * 0.5 * (1 + math.cos(math.pi * s / short.steps)) * (s + 1)
+                                         for s in range(4)])
+    assert max(factors) <= 1 and factors[-1] < 0.01 and all(a >= b for a, b in zip(factors[4:], factors[5:]))
+
+
+def test_group_lr_sets_one_groups_rate():
+    run = build_run(tiny("acai", lr=1e-3, group_lr={"critic": 1e-4}))
+    assert run.base_lr == {"ae": 1e-3, "critic": 1e-4, "probe": 1e-3}
+    aae = build_run(tiny("aae", lr=1e-3))
+    assert aae.base_lr["critic"] == 1e-4  # the AAE's own critic rate (release `adversary_lr`) stays
+    with pytest.raises(ConfigError, match="group_lr names discriminator"):
+        build_run(tiny("acai", group_lr={"discriminator": 1e-4}))
+    with pytest.raises(ConfigError, match="lr must be a positive finite"):
+        tiny("acai", lr=float("inf"))
+
+
+def test_a_decaying_schedule_cannot_be_resumed_to_a_larger_budget(tmp_path):
+    config = tiny("baseline", samples=128, lr_decay="cosine")
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="different samples"):
+        train(tiny("baseline", samples=256, lr_decay="cosine"), tmp_path / "run", resume=True, progress=False)
+
+
+def test_an_evaluation_names_the_models_state():
+    from acai.evaluations import lines_state, mean_image_distance
+
+    assert 0.029 < mean_image_distance() < 0.030  # the blurred disc every model draws first
+    assert lines_state(0.004, 0.12) == "ok"
+    assert lines_state(0.030, math.nan) == "constant"  # one image for every code: smoothness undefined
+    assert lines_state(0.9, 0.5) == "collapsed"  # nothing near any line
+    assert lines_state(math.nan, math.nan) == "diverged"
+    run = build_run(tiny("baseline"))
+    with torch.no_grad():  # a decoder that paints every pixel white: far from every line
+        last = run.model.decoder[-1]
+        last.weight.zero_()
+        last.bias.fill_(1.0)
+    result = training.evaluate(run)
+    assert result["state"] == "collapsed" and result["mean_distance"] > 0.5
