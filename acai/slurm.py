@@ -51,6 +51,9 @@ class Array:
     units: tuple[str, ...]
     runs: tuple[tuple[str, ...], ...]
 
+    def __str__(self) -> str:
+        return f"SLURM {'array' if len(self.tasks) > 1 else 'job'} {self.job}"
+
     def log(self, task: str) -> Path:  # submitit's JobPaths(folder, task).stderr
         return self.folder / f"{task}_0_log.err"
 
@@ -218,12 +221,12 @@ class Slurm:
         logged = Logged([member.folder(out) for unit in units for member in members(unit)], display)
         previous = read_record(out)
         if previous is not None and any(state in LIVE for state in squeue(previous).values()):
-            display.write(f"re-attaching to SLURM array {previous.job}, which still runs units of {out}")
+            display.write(f"re-attaching to {previous}, which still runs units of {out}")
             outcomes.update(self.wait(previous, display, logged))
         todo = [unit for unit in units if not settled(unit) and outcomes.get(unit.id, "not run") is not None]
         if todo:
             array = self.submit(todo, out)
-            display.write(f"submitted SLURM array {array.job}: {len(todo)} task{'s' if len(todo) > 1 else ''}, "
+            display.write(f"submitted {array}: {len(todo)} task{'s' if len(todo) > 1 else ''}, "
                           f"{self.gpus_per_task} GPU(s) and {self.cpus()} CPU(s) each, {self.time_limit} min, "
                           f"at most {self.max_parallel or len(todo)} at once; logs in {array.folder}")
             outcomes.update(self.wait(array, display, logged))
@@ -281,7 +284,7 @@ class Slurm:
                     continue
                 logged.update()
                 counts = Counter(states.get(task, "gone from squeue") for task in array.tasks)
-                line = f"SLURM array {array.job}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+                line = f"{array}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
                 if line != last:
                     display.write(line)
                     last = line
@@ -289,6 +292,6 @@ class Slurm:
                     return {unit: outcome(array, task, states.get(task)) for task, unit in zip(array.tasks, array.units)}
                 time.sleep(self.poll)
         except KeyboardInterrupt:
-            display.write(f"SLURM array {array.job} keeps running: run the same command again to wait for it, "
+            display.write(f"{array} keeps running: run the same command again to wait for it, "
                           f"or scancel {array.job} to stop it")
             raise

@@ -58,14 +58,14 @@ def slurm_tasks(out) -> tuple[dict[str, tuple[str, str, str | None]], str | None
     try:
         states = squeue(array)
     except ConfigError as error:
-        return {}, f"SLURM array {array.job}: state unknown ({error})"
+        return {}, f"{array}: state unknown ({error})"
     tasks = {}
     for task, runs in zip(array.tasks, array.runs):
         returned = result(array, task)
         for run in runs:
             tasks[run] = (task, states.get(task, "gone from squeue"), returned and returned[1])
     counts = Counter(states.get(task, "gone from squeue") for task in array.tasks)
-    return tasks, (f"SLURM array {array.job}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
+    return tasks, (f"{array}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
                    f"; logs in {array.folder}")
 
 

@@ -152,7 +152,7 @@ def test_reproduce_reattaches_to_the_array_of_a_killed_submitter(reattached):
     out, (code, stdout, stderr) = reattached["out"], reattached["third"]
     assert {"queued", "running"} & set(reattached["alive"].values()), reattached["alive"]  # it outlived its submitter
     assert code == 0, stderr
-    assert f"re-attaching to SLURM array {reattached['job']}" in stderr and "submitted SLURM array" not in stderr
+    assert f"re-attaching to SLURM array {reattached['job']}" in stderr and "submitted SLURM" not in stderr
     assert read_record(out).job == reattached["job"]
     assert {p.name.split("_")[0] for p in (out / "slurm").glob("*_log.err")} == {reattached["job"]}
     assert [row["model"] for row in json.loads((out / "table1.json").read_text())] == ["baseline"]
@@ -185,6 +185,7 @@ def test_cancelled_and_requeued_tasks_resume_to_identical_runs(tmp_path, reattac
     _, stderr = again.communicate(timeout=180)
     assert again.returncode == 0, stderr
     assert read_record(out).units == ("lines-dz64/baseline/seed1",)  # only the unfinished unit ran again
+    assert "Requeued job" in (out / "slurm" / f"{task[0]}_0_log.out").read_text()  # by submitit, after the save
     for seed, folder in runs.items():
         log = task_logs(out, f"baseline/lines/seed{seed}")
         assert "resuming at sample" in log and "of 3,072" in log, log  # continued, not restarted
