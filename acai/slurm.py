@@ -287,6 +287,7 @@ class Slurm:
                 line = f"{array}: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
                 if line != last:
                     display.write(line)
+                    display.sink("slurm", "start", line, 0, 0)  # what the progress line shows as running
                     last = line
                 if not any(state in LIVE for state in states.values()):
                     return {unit: outcome(array, task, states.get(task)) for task, unit in zip(array.tasks, array.units)}
