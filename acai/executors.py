@@ -68,6 +68,8 @@ def _run_in_worker(unit) -> str | None:
     try:
         unit(QueueProgress(_QUEUE, f"worker{os.getpid()}"))
         return None
+    except KeyboardInterrupt:  # Ctrl-C reached the whole process group: the loop saved first
+        return "interrupted; its checkpoint is saved"
     except Exception as error:
         if not isinstance(error, (ValueError, RuntimeError)):
             traceback.print_exc()
@@ -98,16 +100,19 @@ class Local:
         listener = threading.Thread(target=_forward, args=(queue, display), daemon=True)
         listener.start()
         failures = {}
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads, queue))
         try:
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                     initargs=(threads, queue)) as pool:
-                futures = {pool.submit(_run_in_worker, unit): unit for unit in units}
-                for future in as_completed(futures):
-                    unit = futures[future]
-                    failures[unit.id] = future.result()
-                    if failures[unit.id]:
-                        display.write(f"{unit.id}: failed: {failures[unit.id]}")
+            futures = {pool.submit(_run_in_worker, unit): unit for unit in units}
+            for future in as_completed(futures):
+                unit = futures[future]
+                failures[unit.id] = future.result()
+                if failures[unit.id]:
+                    display.write(f"{unit.id}: failed: {failures[unit.id]}")
+        except KeyboardInterrupt:  # the running units save at their next step; start no others
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         finally:
+            pool.shutdown(wait=True)
             queue.put(None)
             listener.join(timeout=5)
         return failures

@@ -195,8 +195,6 @@ def finished(run: RunSpec, out) -> dict | None:
     metrics = ckpt.read_json(folder / METRICS)
     if TrainConfig.from_dict(metrics["config"]).trained_fields() != run.config.trained_fields():
         raise ConfigError(f"{folder} holds a finished run with other settings; use another --out or delete it")
-    if metrics["samples"] < run.config.steps * run.config.batch:
-        return None  # a larger budget was asked for: resume
     history = ckpt.read_json_lines(folder / LOG)
     return {**metrics, **summarise(history, run.config.eval_window)}
 
