@@ -3,8 +3,10 @@
     from acai import lines, models, train
     images = lines.render(angles)                  # (N, 32, 32) lines in [-1, 1]
     mean_distance, smoothness = lines.evaluate(x)  # x: (pairs, steps, 32, 32)
+    model = acai.regularize(encoder, decoder, image_shape=(1, 32, 32))   # the ACAI regulariser on your own model
 """
 from . import lines
+from .models.regularizer import regularize
 
 __version__ = "0.1.0"
-__all__ = ["lines", "__version__"]
+__all__ = ["lines", "regularize", "__version__"]

@@ -12,7 +12,7 @@ import torch
 
 from .config import ConfigError, TrainConfig
 from .data import Capability, DataError, offers
-from .models import MODELS
+from .models import MODELS, NAMES
 from .train import RunFailed
 
 
@@ -142,7 +142,8 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one autoencoder")
-    p.add_argument("--model", required=True, choices=list(MODELS))
+    p.add_argument("--model", required=True, choices=list(NAMES),
+                   help=f"one of {', '.join(MODELS)}, or BASE+acai: BASE with the ACAI regulariser")
     p.add_argument("--data", default="lines", help="lines, mnist, svhn, cifar10, celeba or folder:PATH")
     p.add_argument("--samples", type=positive_int, default=1 << 24, help="training budget in samples (2^24)")
     p.add_argument("--batch", type=positive_int, default=64)
@@ -153,7 +154,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=positive_int, default=None, help="override the data set's number of scales")
     p.add_argument("--depth", type=positive_int, default=None, help="override the first layer's width")
     p.add_argument("--latent", type=positive_int, default=None, help="override the latent channels")
-    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="model hyper-parameter")
+    p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                   help="model hyper-parameter (BASE+acai: BASE's, and lam, gamma, critic_depth)")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -182,7 +184,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int, default=None, help="seeds per model (default: the preset's)")
     p.add_argument("--stack", choices=["auto", "on", "off"], default="auto",
                    help="train the seeds of a model together with stacked weights (auto: on a GPU)")
-    p.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
+    p.add_argument("--models", nargs="+", choices=list(NAMES), default=None,
+                   help="default: the paper's seven; BASE+acai adds the ACAI regulariser to BASE")
     p.add_argument("--restarts", type=positive_int, default=1000, help="K-Means restarts for table3 (1000)")
     p.add_argument("--probe-samples", type=positive_int, default=None,
                    help="budget of the probe on final codes and the pixel baseline (default: the preset's)")

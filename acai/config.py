@@ -5,7 +5,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .models import MODELS, ConfigError, make_hparams
+from .models import MODELS, ConfigError, base_model, make_hparams
 from .nets import Arch
 
 # Appendix B settings per data set at the paper's first latent size (SPEC 3).
@@ -17,7 +17,8 @@ DATA_ARCH = {
     "cifar10": Arch(scales=3, depth=64, latent=16, colors=3),  # d_z 256 / 1024
 }
 FOLDER_ARCH = Arch(scales=3, depth=64, latent=2, colors=3)
-# The release trained its VQ-VAE on lines with a 4x4 latent (scales 3, d_z 256).
+# The release trained its VQ-VAE on lines with a 4x4 latent (scales 3, d_z 256). Keyed by the base
+# model: BASE+acai trains on BASE's architecture, so each pair differs by the regulariser only.
 MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
 
 
@@ -54,7 +55,7 @@ class TrainConfig:
     scales: int | None = None
     depth: int | None = None
     latent: int | None = None
-    hparams: dict = field(default_factory=dict)  # model hyper-parameters, see MODELS[model].Hparams
+    hparams: dict = field(default_factory=dict)  # model hyper-parameters, see models.hparams_class(model)
 
     def __post_init__(self):
         make_hparams(self.model, self.hparams)  # validates the name and the keys
@@ -98,7 +99,8 @@ class TrainConfig:
 
     def arch(self, colors: int) -> Arch:
         base = DATA_ARCH.get(self.data, FOLDER_ARCH)
-        arch = dataclasses.replace(base, colors=colors, **MODEL_ARCH_OVERRIDES.get((self.data, self.model), {}))
+        overrides = MODEL_ARCH_OVERRIDES.get((self.data, base_model(self.model)), {})
+        arch = dataclasses.replace(base, colors=colors, **overrides)
         arch = dataclasses.replace(arch, **{k: getattr(self, k) for k in ("scales", "depth", "latent")
                                            if getattr(self, k) is not None})
         if self.dz is not None:

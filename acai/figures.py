@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from .checkpoint import save_bytes
 from .lines import interpolate_codes
+from .models import COMPOSED
 from .nets import in_chunks, to_device
 
 
@@ -62,6 +63,7 @@ def learning_curves(histories: dict[str, list[list[dict]]], paper: dict[str, tup
     edge, and a cross where an evaluation found the model collapsed.
 
     histories: {model: [log of each seed (log.jsonl entries)]}; paper: {model: (mean distance, smoothness)}.
+    BASE+acai is drawn dashed in BASE's colour.
     """
     import matplotlib
 
@@ -70,8 +72,10 @@ def learning_curves(histories: dict[str, list[list[dict]]], paper: dict[str, tup
 
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     colours = plt.get_cmap("tab10").colors
-    for index, (model, seeds) in enumerate(histories.items()):
-        colour = colours[index % len(colours)]
+    bases = list(dict.fromkeys(COMPOSED.get(model, model) for model in histories))
+    for model, seeds in histories.items():
+        colour = colours[bases.index(COMPOSED.get(model, model)) % len(colours)]
+        style = "--" if model in COMPOSED else "-"
         samples = sorted({entry["samples"] for history in seeds for entry in history})
         for axis, key, scale in ((axes[0], "mean_distance", 1e3), (axes[1], "smoothness", 1.0)):
             table = np.full((len(seeds), len(samples)), np.nan)
@@ -81,7 +85,7 @@ def learning_curves(histories: dict[str, list[list[dict]]], paper: dict[str, tup
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a column of undefined smoothness
                 mean, low, high = np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
-            axis.plot(samples, mean, color=colour, label=model if key == "mean_distance" else None, lw=1.6)
+            axis.plot(samples, mean, style, color=colour, label=model if key == "mean_distance" else None, lw=1.6)
             if len(seeds) > 1:
                 axis.fill_between(samples, low, high, color=colour, alpha=0.18, lw=0)
             collapsed = [(s, min(v, axis_cap(key))) for history in seeds for entry in history

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import checkpoint as ckpt
 from .config import ConfigError, TrainConfig
-from .models import MODELS
+from .models import MODELS, COMPOSED, base_model, check_name
 from .tables import LATENTS, TABLES, Cell, Table
 
 SWEEP = "sweep.json"  # what OUT holds: the spec and every unit, for `acai status` and re-attaching
@@ -127,9 +127,8 @@ class SweepSpec:
         if unknown:
             what = " (the lines benchmark)" if table.datasets == ("lines",) else ""
             raise ConfigError(f"{self.what} covers {', '.join(table.datasets)}{what}; got {', '.join(unknown)}")
-        bad = [m for m in self.models if m not in MODELS]
-        if bad:
-            raise ConfigError(f"unknown model {', '.join(bad)}; choose from {', '.join(MODELS)}")
+        for model in self.models:
+            check_name(model)
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
         if self.precision not in ("preset", "float32", "bfloat16"):
@@ -221,8 +220,11 @@ class Unit:
         return sum(m.config.steps * m.config.batch for m in self.members)
 
     def cost(self) -> float:
-        """Relative work, to start the longest units first: ACAI's critic triples a step's work."""
-        per_sample = {"acai": 3.0, "vqvae": 1.6, "denoising": 1.15}.get(self.members[0].model, 1.0)
+        """Relative work, to start the longest units first: ACAI's critic triples a step's work
+        (so BASE+acai costs BASE's work plus about two baselines)."""
+        model = self.members[0].model
+        per_sample = {"acai": 3.0, "vqvae": 1.6, "denoising": 1.15}.get(base_model(model), 1.0)
+        per_sample += 2.0 if model in COMPOSED else 0.0
         return self.samples * per_sample * (1.0 if self.members[0].config.precision == "float32" else 0.6)
 
     def __call__(self, progress=None) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checkpoint as ckpt
+from .models import COMPOSED
 
 # Table 1 of the paper: Mean Distance (x10^-3) and Smoothness, mean ± std over 5 runs.
 PAPER_TABLE1 = {
@@ -194,11 +195,40 @@ def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), ra
                          (f" | {rate:.0f} |" if rates else " |"))
             rows.append(row)
     lines += list(extra_rows)
+    lines += regularizer_effect(table, cells, rates)
     lines += [""] + verdicts + [f"{seeds} seed{'s' if seeds > 1 else ''} per model; cells are mean ± std over "
                                 f"seeds; **bold** = best of ours among models whose every seed is defined and "
                                 f"neither collapsed nor diverged."]
     lines += list(table.notes)
     return "\n".join(lines) + "\n", rows
+
+
+def regularizer_effect(table: Table, cells: dict, rates: dict | None) -> list[str]:
+    """A second table, for every BASE trained beside BASE+acai: each measure without and with the ACAI
+    regulariser (the better mean in bold when both are eligible), and the critic's cost in samples/s."""
+    pairs = [(data, dz, base, name) for (data, dz), by_model in cells.items()
+             for name, base in COMPOSED.items() if name in by_model and base in by_model]
+    if not pairs or not table.measures:
+        return []
+    headings = [f"{m.heading}: {side}" for m in table.measures for side in ("without", "with ACAI")]
+    lines = ["", "With and without the ACAI regulariser (BASE vs BASE+acai, the same runs as above):", "",
+             "| Data | d_z | Base model | " + " | ".join(headings) + " | samples/s: without → with ACAI |",
+             "|---|---|---|" + "---|" * (len(headings) + 1)]
+    for data, dz, base, name in pairs:
+        texts = []
+        for m in table.measures:
+            cell = {model: cells[(data, dz)][model][m.key] for model in (base, name)}
+            better = None
+            if all(c.eligible() for c in cell.values()):
+                means = {model: c.mean_std()[0] for model, c in cell.items()}
+                if means[base] != means[name]:
+                    better = (min if m.lower_is_better else max)(means, key=means.get)
+            texts += [f"**{c.text(m.scale, m.digits)}**" if model == better else c.text(m.scale, m.digits)
+                      for model, c in cell.items()]
+        without, with_ = ((rates or {}).get((data, dz, model)) for model in (base, name))
+        speed = f"{without:.0f} → {with_:.0f} ({with_ / without:.2f}×)" if without and with_ else "—"
+        lines.append(f"| {data} | {dz} | {base} | " + " | ".join(texts) + f" | {speed} |")
+    return lines
 
 
 def write(markdown: str, rows: list[dict], out, stem: str) -> None:

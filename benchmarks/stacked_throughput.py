@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from acai.config import TrainConfig
-from acai.models import MODELS
+from acai.models import MODELS, NAMES
 from acai.stacked import stack_runs, stacked_noise, stacked_step
 from acai.train import build_run, to_device, train_step
 
@@ -58,7 +58,7 @@ def measure(model: str, seeds: list[int], steps: int, batch: int, device: str, w
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["acai"], choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=["acai"], choices=list(NAMES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[2, 4, 8], help="stack sizes K to time")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--steps", type=int, default=20)

@@ -13,6 +13,9 @@ probe's losses summed into one backward; for the two models with an adversary
 (AAE, ACAI) the decoder runs once for reconstructions and once for mixtures,
 one backward for the autoencoder's loss through the critic, then the critic's
 loss on detached inputs with one backward of its own (`competent_step`).
+A composed model (BASE+acai, acai/models/regularizer.py) is timed on the
+trainer side only; the critic's cost is its rate against BASE's trainer rate,
+printed at the end when both are asked for (`--models vae vae+acai`).
 
 GFLOP/s: each side's FLOPs per step are counted once with
 torch.utils.flop_counter (convolutions and matrix products, forward and
@@ -51,7 +54,7 @@ import torch.nn.functional as F
 
 import acai.train as training
 from acai.config import ConfigError, TrainConfig
-from acai.models import MODELS
+from acai.models import COMPOSED, MODELS, NAMES
 from acai.nets import LEAK, Leaky
 from acai.train import build_run, to_device, train_step
 
@@ -133,6 +136,11 @@ def plain_model(run) -> None:
     out_of_place_activations(run.model)
 
 
+def sides_of(model: str) -> tuple[str, ...]:
+    """A composed model has no hand-written plain step: the trainer alone."""
+    return ("trainer",) if model in COMPOSED else ("trainer", "plain")
+
+
 def prepare(model: str, side: str, args):
     """-> (step(x, y), batches already on the device, run) for one side."""
     trainer = side == "trainer"
@@ -177,7 +185,7 @@ def measure_speed(model: str, args) -> dict:
     sides window by window (and which goes first) makes their ratio robust to it.
     """
     try:
-        sides = {side: prepare(model, side, args) for side in ("trainer", "plain")}
+        sides = {side: prepare(model, side, args) for side in sides_of(model)}
     except ConfigError as error:  # a precision the model refuses
         return dict(error=str(error))
     device = sides["trainer"][2].device
@@ -185,13 +193,15 @@ def measure_speed(model: str, args) -> dict:
     warm_s = {side: window(step, batches[:args.warmup], device) for side, (step, batches, _) in sides.items()}
     rates = {side: [] for side in sides}
     for round_ in range(args.rounds):
-        for side in (("trainer", "plain") if round_ % 2 == 0 else ("plain", "trainer")):
+        for side in (sides_of(model) if round_ % 2 == 0 else sides_of(model)[::-1]):
             step, batches, _ = sides[side]
             rates[side].append(BATCH * args.steps / window(step, batches[args.warmup:], device))
     result = {side: dict(samples_per_s=float(np.median(r)), rounds=r, gflop_per_step=flops[side] / 1e9,
                          gflops=flops[side] / 1e9 * float(np.median(r)) / BATCH) for side, r in rates.items()}
     if args.compile:  # warm-up time beyond what the same steps take at the steady rate
         result["trainer"]["compile_s"] = warm_s["trainer"] - args.warmup * BATCH / result["trainer"]["samples_per_s"]
+    if "plain" not in result:
+        return result
     per_round = [t / p for t, p in zip(rates["trainer"], rates["plain"])]
     result.update(ratio=result["trainer"]["samples_per_s"] / result["plain"]["samples_per_s"],
                   ratio_range=[min(per_round), max(per_round)])
@@ -227,7 +237,8 @@ def default_out(args) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(NAMES),
+                        help="default: the seven; BASE+acai is timed trainer-only (the critic's cost vs BASE)")
     parser.add_argument("--settings", default="lines", choices=["lines", "svhn"])
     parser.add_argument("--depth", type=int, default=None, help="override the width (default: the setting's)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -253,26 +264,39 @@ def main() -> None:
     peak = peaks(args.device)
     print(f"measured peak (3x3 conv fwd+bwd, benchmarks/conv_peak.py): float32 {peak['float32']:.0f} GFLOP/s, "
           f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s")
-    print(f"{'model':10s} {'trainer':>8s} {'plain':>8s} {'ratio':>6s} {'per-window':>11s} {'GF/step tr/pl':>14s} "
+    print(f"{'model':14s} {'trainer':>8s} {'plain':>8s} {'ratio':>6s} {'per-window':>11s} {'GF/step tr/pl':>14s} "
           f"{'GFLOP/s tr':>10s} {'of peak':>7s} {'GFLOP/s pl':>10s} {'of peak':>7s} {'mem tr':>7s} {'mem pl':>7s}"
           + (f" {'compile s':>9s}" if args.compile else ""))
     rows = []
     for model in args.models:
         row = dict(model=model, **in_subprocess("speed", model))
         if "error" not in row:
-            row["peak_mib"] = {side: in_subprocess("memory", model, side).get("peak_mib") for side in ("trainer", "plain")}
+            row["peak_mib"] = {side: in_subprocess("memory", model, side).get("peak_mib") for side in sides_of(model)}
         rows.append(row)
         if "error" in row:
-            print(f"{model:10s} n/a: {row['error']}", flush=True)
+            print(f"{model:14s} n/a: {row['error']}", flush=True)
+            continue
+        if "plain" not in row:
+            tr = row["trainer"]
+            tr["of_peak"] = tr["gflops"] / peak[args.precision]
+            print(f"{model:14s} {tr['samples_per_s']:8.0f} {'—':>8s} {'—':>6s} {'—':>11s} "
+                  f"{tr['gflop_per_step']:6.1f}/{'—':<7s} {tr['gflops']:10.0f} {tr['of_peak']:7.0%} {'—':>10s} "
+                  f"{'—':>7s} {row['peak_mib']['trainer'] or 0:7.0f} {'—':>7s}"
+                  + (f" {tr['compile_s']:9.1f}" if args.compile else ""), flush=True)
             continue
         low, high = row["ratio_range"]
         tr, pl = row["trainer"], row["plain"]
         tr["of_peak"], pl["of_peak"] = tr["gflops"] / peak[args.precision], pl["gflops"] / peak["float32"]
-        print(f"{model:10s} {tr['samples_per_s']:8.0f} {pl['samples_per_s']:8.0f} "
+        print(f"{model:14s} {tr['samples_per_s']:8.0f} {pl['samples_per_s']:8.0f} "
               f"{row['ratio']:6.2f} {low:5.2f}-{high:<5.2f} {tr['gflop_per_step']:6.1f}/{pl['gflop_per_step']:<7.1f} "
               f"{tr['gflops']:10.0f} {tr['of_peak']:7.0%} {pl['gflops']:10.0f} {pl['of_peak']:7.0%} "
               f"{row['peak_mib']['trainer'] or 0:7.0f} {row['peak_mib']['plain'] or 0:7.0f}"
               + (f" {row['trainer']['compile_s']:9.1f}" if args.compile else ""), flush=True)
+    rate = {row["model"]: row["trainer"]["samples_per_s"] for row in rows if "trainer" in row}
+    for name, base in COMPOSED.items():
+        if name in rate and base in rate:
+            print(f"critic's cost: {base} {rate[base]:.0f} -> {name} {rate[name]:.0f} samples/s "
+                  f"({rate[name] / rate[base]:.2f}x the rate, trainer side, separate subprocesses)")
     machine = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     out = Path(args.out) if args.out else default_out(args)
     out.parent.mkdir(parents=True, exist_ok=True)

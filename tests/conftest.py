@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from acai.config import TrainConfig
+from acai.models import base_model
 from acai.nets import Arch
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "lines_public.npz"
@@ -14,12 +15,12 @@ TINY = Arch(scales=2, depth=4, latent=4, colors=1)  # d_z 64, fast enough for hu
 # model's own small settings (a 64-entry codebook instead of 2^14 for the VQ-VAE).
 TINY_SETTINGS = dict(scales=TINY.scales, depth=TINY.depth, latent=TINY.latent, samples=256, batch=16,
                      eval_every=128, eval_pairs=8, checkpoint_seconds=1e9, seed=1)
-SMALL_HPARAMS = {"vqvae": {"codebook_log2": 6}}
+SMALL_HPARAMS = {"vqvae": {"codebook_log2": 6}}  # by base model: vqvae+acai gets the same
 
 
 def tiny_config(model: str = "acai", **overrides) -> TrainConfig:
     """A TrainConfig that trains in a fraction of a second; `overrides` replace any field."""
-    values = {**TINY_SETTINGS, "hparams": dict(SMALL_HPARAMS.get(model, {})), **overrides}
+    values = {**TINY_SETTINGS, "hparams": dict(SMALL_HPARAMS.get(base_model(model), {})), **overrides}
     return TrainConfig(model=model, **values)
 
 
@@ -38,7 +39,7 @@ def tiny_args(model: str = "acai", **overrides) -> list[str]:
     """The same settings as `acai train` flags (without --model and --out)."""
     values = {k: v for k, v in {**TINY_SETTINGS, **overrides}.items() if k not in ("checkpoint_seconds", "eval_pairs")}
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in values.items()]
-    return flags + [f"--hp={k}={v}" for k, v in SMALL_HPARAMS.get(model, {}).items()] + ["--quiet"]
+    return flags + [f"--hp={k}={v}" for k, v in SMALL_HPARAMS.get(base_model(model), {}).items()] + ["--quiet"]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..nets import Leaky, dense, mse
-from .common import ConvAutoencoder, StepOutput
+from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
 
 
 @dataclass
@@ -46,9 +46,9 @@ class AAE(ConvAutoencoder):
     def draw_noise(self, batch, generator, device, dtype):
         return {"prior": torch.randn(batch, *self.arch.latent_shape, generator=generator, device=device, dtype=dtype)}
 
-    def training_losses(self, x, noise):
+    def training_pass(self, x, noise, mix=None):
         z = self.encode(x)  # (B, latent, h, w)
-        reconstruction = self.decode(z)
+        reconstruction, mixed = decode_alongside(self.decode, z, None if mix is None else mix(z))
         prior = noise["prior"]  # (B, latent, h, w) from N(0, I)
         logit_code, logit_prior = self.critic(torch.cat([z, prior])).chunk(2)  # (B, 1) each
         zeros, ones = torch.zeros_like(logit_code), torch.ones_like(logit_code)
@@ -56,8 +56,9 @@ class AAE(ConvAutoencoder):
                        + F.binary_cross_entropy_with_logits(logit_prior, ones))
         fool = F.binary_cross_entropy_with_logits(logit_code, ones)
         reconstruction_loss = mse(reconstruction, x)
-        return StepOutput(
+        out = StepOutput(
             losses={"ae": reconstruction_loss + self.hp.adversarial_weight * fool, "critic": critic_loss},
             features=z,
             logs={"mse": reconstruction_loss, "fool": fool},
         )
+        return Pass(out, z, reconstruction, mixed)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from ..nets import mse
-from .common import ConvAutoencoder, StepOutput
+from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
 
 
 class Baseline(ConvAutoencoder):
-    def training_losses(self, x, noise):
+    def training_pass(self, x, noise, mix=None):
         z = self.encode(x)  # (B, latent, h, w)
-        return StepOutput(losses={"ae": mse(self.decode(z), x)}, features=z)
+        reconstruction, mixed = decode_alongside(self.decode, z, None if mix is None else mix(z))
+        return Pass(StepOutput(losses={"ae": mse(reconstruction, x)}, features=z), z, reconstruction, mixed)

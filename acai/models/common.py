@@ -7,6 +7,11 @@ A model is an nn.Module with
   features(x) -> h          what the linear probe reads (gradient stopped)
   draw_noise(batch, generator, device, dtype) -> {name: tensor}   a step's random draws
   training_losses(x, noise) -> StepOutput   everything a step needs, from one forward pass
+  training_pass(x, noise, mix=None) -> Pass  the same forward pass opened up: also the code
+                            that interpolation mixes and the reconstruction, and, when `mix` is
+                            given, the decoded images of mix(code) from the same decoder pass.
+                            What acai/models/regularizer.py composes with (the six models
+                            other than ACAI have it; training_losses is its `out`)
   GROUPS = {group: (submodule names, ...)}   which networks each optimiser trains
   param_groups() -> {name: {"params": [...], "lr"?: float}}, built from GROUPS
 StepOutput.losses has one scalar per parameter group: the trainer takes the
@@ -38,6 +43,26 @@ class StepOutput:
     features: torch.Tensor  # (B, ...) probe input, detached by the trainer
     logs: dict[str, torch.Tensor] = field(default_factory=dict)  # extra scalars to report
     buffers: dict[str, torch.Tensor] = field(default_factory=dict)  # buffer name -> its new value
+
+
+@dataclass
+class Pass:
+    """One training forward pass, opened up for a regulariser that builds on it (regularizer.py)."""
+
+    out: StepOutput  # the model's own losses, features, logs and buffers, exactly as training_losses gives them
+    code: torch.Tensor  # (B, ...) the code that interpolation mixes (what encode(x) gives), with its graph
+    reconstruction: torch.Tensor  # (B, C, H, W) the training reconstruction, an image in [-1, 1]
+    mixed: torch.Tensor | None = None  # (B, C, H, W) images of mix(code), decoded alongside; None without mix
+
+
+def decode_alongside(decode, code: torch.Tensor, extra: torch.Tensor | None):
+    """decode(code), and decode(extra) in the same pass when extra is given -> (images, extra images or None).
+
+    One pass over the concatenated codes, as ACAI decodes reconstructions and mixtures."""
+    if extra is None:
+        return decode(code), None
+    images, extra_images = decode(torch.cat([code, extra])).split([len(code), len(extra)])
+    return images, extra_images
 
 
 @dataclass
@@ -74,6 +99,15 @@ class ConvAutoencoder(nn.Module):
     def draw_noise(self, batch: int, generator: torch.Generator, device: torch.device,
                    dtype: torch.dtype) -> dict[str, torch.Tensor]:
         return {}  # a deterministic model draws nothing
+
+    def training_losses(self, x: torch.Tensor, noise: dict[str, torch.Tensor]) -> StepOutput:
+        return self.training_pass(x, noise).out
+
+    def training_pass(self, x: torch.Tensor, noise: dict[str, torch.Tensor], mix=None) -> Pass:
+        """The training forward pass; `mix` (code (B, ...) -> codes (B, ...)) asks for the images of
+        mix(code) from the same decoder pass (Pass.mixed). A model that defines only training_losses
+        (ACAI) cannot be composed with the regulariser."""
+        raise NotImplementedError(f"{type(self).__name__} defines no training_pass")
 
     def param_groups(self) -> dict[str, dict]:
         return {group: {"params": [p for name in modules for p in self.get_submodule(name).parameters()]}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..nets import mse
-from .common import ConvAutoencoder, StepOutput
+from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
 
 
 @dataclass
@@ -21,9 +21,13 @@ class Denoising(ConvAutoencoder):
         shape = (self.arch.colors, self.arch.size, self.arch.size)
         return {"pixels": torch.randn(batch, *shape, generator=generator, device=device, dtype=dtype)}  # N(0, 1)
 
-    def training_losses(self, x, noise):
+    def training_pass(self, x, noise, mix=None):
         noisy = x + self.hp.noise * noise["pixels"]
-        reconstruction = self.decode(self.encode(noisy))  # (B, C, H, W)
-        with torch.no_grad():  # the release's probe reads the code of the clean image
+        noisy_code = self.encode(noisy)
+        # The release's probe reads the code of the clean image, gradient stopped; interpolation mixes
+        # clean codes too, so with `mix` that pass keeps its graph for the mixtures' loss.
+        with torch.set_grad_enabled(mix is not None and torch.is_grad_enabled()):
             clean_code = self.encode(x)
-        return StepOutput(losses={"ae": mse(reconstruction, x)}, features=clean_code)
+        reconstruction, mixed = decode_alongside(self.decode, noisy_code, None if mix is None else mix(clean_code))
+        return Pass(StepOutput(losses={"ae": mse(reconstruction, x)}, features=clean_code), clean_code,
+                    reconstruction, mixed)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..nets import mse
-from .common import ConvAutoencoder, StepOutput
+from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
 
 
 @dataclass
@@ -26,8 +26,10 @@ class Dropout(ConvAutoencoder):
         keep = torch.full((batch, self.arch.dz), self.hp.keep, device=device, dtype=dtype)
         return {"mask": torch.bernoulli(keep, generator=generator)}  # (B, d_z) of 0/1
 
-    def training_losses(self, x, noise):
+    def training_pass(self, x, noise, mix=None):
         z = self.encode(x)  # (B, latent, h, w)
         # Inverted dropout on the flattened code, as tf.nn.dropout(keep_prob): kept units scaled by 1/keep.
         dropped = (z.flatten(1) * (noise["mask"] / self.hp.keep)).view_as(z)
-        return StepOutput(losses={"ae": mse(self.decode(dropped), x)}, features=z)
+        # Interpolation (evaluation) mixes the undropped codes z; training reconstructs the dropped one.
+        reconstruction, mixed = decode_alongside(self.decode, dropped, None if mix is None else mix(z))
+        return Pass(StepOutput(losses={"ae": mse(reconstruction, x)}, features=z), z, reconstruction, mixed)

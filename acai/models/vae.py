@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..nets import dense
-from .common import ConvAutoencoder, StepOutput
+from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
 
 
 @dataclass
@@ -52,7 +52,7 @@ class VAE(ConvAutoencoder):
         return self.sample(mu, log_var, eps)
 
     def decode(self, z):
-        return 2 * torch.sigmoid(self.decoder(z)) - 1
+        return image(self.decoder(z))
 
     def features(self, x):
         return self.encoder(x)  # the release's probe reads the encoder output h
@@ -60,12 +60,20 @@ class VAE(ConvAutoencoder):
     def draw_noise(self, batch, generator, device, dtype):
         return {"eps": torch.randn(batch, self.arch.dz, generator=generator, device=device, dtype=dtype)}
 
-    def training_losses(self, x, noise):
+    def training_pass(self, x, noise, mix=None):
         h, mu, log_var = self.posterior(x)
-        logits = self.decoder(self.sample(mu, log_var, noise["eps"]))  # (B, C, H, W)
+        z = self.sample(mu, log_var, noise["eps"])  # (B, latent, h, w), the training sample
+        code = mu.view_as(z) if self.hp.interpolate_mean else z  # what encode(x) gives: interpolation mixes it
+        logits, mixed_logits = decode_alongside(self.decoder, z, None if mix is None else mix(code))  # (B, C, H, W)
         batch = x.shape[0]
         # -log p(x|z), summed over pixels, averaged over the batch.
         nll = F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / batch
         # KL(q(z|x) || N(0, I)) = ½ Σ(-log σ² - 1 + σ² + μ²), averaged over the batch.
         kl = 0.5 * (-log_var - 1 + log_var.exp() + mu.pow(2)).sum() / batch
-        return StepOutput(losses={"ae": nll + self.hp.beta * kl}, features=h, logs={"nll": nll, "kl": kl})
+        out = StepOutput(losses={"ae": nll + self.hp.beta * kl}, features=h, logs={"nll": nll, "kl": kl})
+        return Pass(out, code, image(logits), None if mixed_logits is None else image(mixed_logits))
+
+
+def image(logits):
+    """Bernoulli logits -> the image they show, 2·sigmoid(logits) - 1 in [-1, 1]."""
+    return 2 * torch.sigmoid(logits) - 1

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..nets import dense, mse
-from .common import ConvAutoencoder, StepOutput
+from .common import ConvAutoencoder, Pass, StepOutput
 
 
 @dataclass
@@ -93,13 +93,25 @@ class VQVAE(ConvAutoencoder):
     def features(self, x):
         return self.quantise(self.encode(x))[0]  # the release's probe reads the bottleneck output
 
-    def training_losses(self, x, noise):
-        code, vectors, nearest = self.quantise(self.encode(x))
-        reconstruction_loss = mse(self.decoder(code), x)
+    def training_pass(self, x, noise, mix=None):
+        z = self.encode(x)  # (B, latent, h, w), continuous: interpolation mixes these, decode quantises
+        batch = len(z)
+        if mix is None:
+            code, vectors, nearest = self.quantise(z)
+            reconstruction, mixed = self.decoder(code), None
+        else:  # the mixtures are quantised and decoded in the same passes; only the batch's own
+            # vectors enter the commitment loss and the codebook's moving average
+            code, vectors, nearest = self.quantise(torch.cat([z, mix(z)]))
+            rows = batch * self.hp.num_latents
+            vectors, nearest = vectors[:rows], nearest[:rows]
+            reconstruction, mixed = self.decoder(code).split(batch)
+            code = code[:batch]
+        reconstruction_loss = mse(reconstruction, x)
         commitment = (vectors - self.codebook[nearest]).pow(2).mean()  # ‖z - sg(q)‖²
-        return StepOutput(
+        out = StepOutput(
             losses={"ae": reconstruction_loss + self.hp.commitment * commitment},
             features=code,
             logs={"mse": reconstruction_loss.detach(), "commitment": commitment.detach()},
             buffers=self.codebook_update(vectors.detach(), nearest),  # the trainer stores them after the step
         )
+        return Pass(out, z, reconstruction, mixed)
