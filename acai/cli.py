@@ -32,6 +32,7 @@ def parse_hparams(items: list[str]) -> dict:
 
 def cmd_train(args) -> None:
     import dataclasses
+    from contextlib import ExitStack
 
     from .train import train_runs
 
@@ -50,7 +51,14 @@ def cmd_train(args) -> None:
     else:  # K seeds trained at once with stacked weights, each in its own OUT/seed{s}/ run folder
         configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
         outs = [Path(args.out) / f"seed{c.seed}" for c in configs]
-    results = train_runs(configs, outs, resume=args.resume, progress=not args.quiet, stack=args.seeds > 1)
+    with ExitStack() as held:
+        hooks = None
+        if args.tensorboard:  # event files in each run folder's tensorboard/, written through the loop's hooks
+            from .tensorboard_log import Writer
+
+            hooks = held.enter_context(Writer()).hooks()
+        results = train_runs(configs, outs, resume=args.resume, progress=not args.quiet, stack=args.seeds > 1,
+                             hooks=hooks)
     for metrics, out in zip(results, outs):
         prefix = f"seed {metrics['seed']}: " if args.seeds > 1 else ""
         print(f"{prefix}{shown(metrics)} -> wrote {out / 'metrics.json'}")
@@ -100,6 +108,20 @@ def cmd_status(args) -> None:
     from .status import status
 
     print(status(args.out))
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+    from .sweep import SWEEP
+
+    if args.tensorboard:
+        from .tensorboard_log import convert, summary_writer
+
+        summary_writer()  # a missing tensorboard: one line now, before anything is written
+        for line in convert(args.out):
+            print(line)
+    if not args.tensorboard or (Path(args.out) / SWEEP).exists():
+        print(f"wrote {write_report(args.out)}")
 
 
 def cmd_probe(args) -> None:
@@ -165,6 +187,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=positive_int, default=1,
                    help="train seeds SEED..SEED+K-1 at once (stacked weights) into OUT/seed{s}/ (default 1: OUT)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write losses, metrics and interpolation grids as TensorBoard events into "
+                        "OUT/tensorboard/ (needs pip install 'acai[tensorboard]')")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("interpolate", help="draw a grid of interpolations from a trained run")
@@ -214,6 +239,13 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="the state of every run of a sweep, and what each table still lacks")
     p.add_argument("out", help="the --out folder of `acai reproduce`")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a reproduction: OUT/report.html")
+    p.add_argument("out", help="the --out folder of `acai reproduce`")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also convert every run's log.jsonl (and final grid) into TensorBoard events in "
+                        "RUN/tensorboard/ (needs pip install 'acai[tensorboard]')")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("probe", help="linear probe on a trained run's codes, or on raw pixels (--data)")
     p.add_argument("run", nargs="?", default=None, help="run folder written by `acai train`")

@@ -341,8 +341,12 @@ def collect(spec: SweepSpec) -> tuple[dict, dict]:
 
 
 def write_sweep(spec: SweepSpec, units: list) -> None:
-    ckpt.save_json(dict(spec=spec.to_dict(), units=[unit.id for unit in units], written=time.time()),
-                   spec.out / SWEEP)
+    """OUT/sweep.json: this sweep's spec and units, and the spec of every table written into OUT (the report
+    shows each: table2 and table3 share their runs)."""
+    path = spec.out / SWEEP
+    tables = {**(ckpt.read_json(path).get("tables", {}) if path.exists() else {}), spec.what: spec.to_dict()}
+    ckpt.save_json(dict(spec=spec.to_dict(), units=[unit.id for unit in units], written=time.time(), tables=tables),
+                   path)
 
 
 def read_sweep(out) -> SweepSpec:
@@ -375,9 +379,10 @@ def describe(spec: SweepSpec) -> str:
 
 def reproduce(spec: SweepSpec, executor=None, progress: bool = True) -> str:
     """Run every unit of the sweep with `executor` (default: this process), then write the table
-    (OUT/TABLE.md, .csv, .json) and its figures; -> the markdown. One sweep at a time per OUT."""
+    (OUT/TABLE.md, .csv, .json), its figures and OUT/report.html; -> the markdown. One sweep at a time per OUT."""
     from .executors import Inline
     from .progress import SweepDisplay
+    from .report import write_report
 
     start = time.perf_counter()
     units = plan(spec)
@@ -397,6 +402,7 @@ def reproduce(spec: SweepSpec, executor=None, progress: bool = True) -> str:
             raise ConfigError(f"{len(others)} of {len(units)} units failed (acai status {spec.out} lists them); "
                               f"the first: {others[0]}")
         markdown = write_results(spec, time.perf_counter() - start)
+        markdown += f"wrote {write_report(spec.out)}\n"
     print(markdown)
     return markdown
 

@@ -17,10 +17,13 @@ Ctrl-C and SIGTERM, divergence) is the loop's, once.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import platform
 import signal
+import subprocess
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -44,6 +47,7 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 LOG = "log.jsonl"
 FAILED = "failed.json"  # why a run stopped early (divergence); removed when it trains again
+LOSS_EVERY = 25  # steps between progress updates (and the losses a reporter sees)
 NOISE_STREAM, EVALUATION_STREAM = 1, 2  # tags that keep a run's random streams apart
 
 
@@ -281,9 +285,38 @@ def finish(run: Run, out: Path) -> dict:
     metrics = {**summarise(run.history, cfg.eval_window), "samples": run.step * cfg.batch,
                "seconds": run.seconds, "samples_per_second": run.step * cfg.batch / max(run.seconds, 1e-9),
                "evaluations": len(run.history), "model": cfg.model, "data": cfg.data, "seed": cfg.seed,
-               "config": cfg.to_dict()}
+               "config": cfg.to_dict(), **provenance(run.device)}
     ckpt.save_json(metrics, out / METRICS)
     return metrics
+
+
+def provenance(device: torch.device) -> dict:
+    """What produced a run: acai's version and commit (None outside a git checkout; git_dirty: uncommitted
+    changes to tracked files), torch's version and the device."""
+    from . import __version__
+
+    commit, dirty = source_commit()
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+            f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    return {"acai_version": __version__, "git_commit": commit, "git_dirty": dirty, "torch_version": torch.__version__,
+            "device": str(device), "device_name": name}
+
+
+@functools.lru_cache(maxsize=1)
+def source_commit() -> tuple[str | None, bool | None]:
+    """(`git rev-parse HEAD`, dirty) of the checkout acai is imported from, or (None, None) when the
+    package is not the root of a checkout (an installed copy, even one inside another repository)."""
+    package = Path(__file__).resolve().parent
+    try:
+        top, commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
+                                     capture_output=True, text=True, timeout=10, check=True).stdout.split()
+        if Path(top).resolve() != package.parent:
+            return None, None
+        changes = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None, None
+    return commit, bool(changes.strip())
 
 
 class Stepper(Protocol):
@@ -324,6 +357,10 @@ class Hooks:
     after_step: Callable[[int], None] | None = None
     after_checkpoint: Callable[[Path], None] | None = None  # after each run folder's checkpoint is written
     progress: Progress | None = None
+    # Reporting (acai/tensorboard_log.py): every LOSS_EVERY steps, each run's step logs as floats; after each
+    # evaluation (its result is run.history[-1]), before the checkpoint, in time not counted as training.
+    after_losses: Callable[[Run, Path, dict[str, float]], None] | None = None
+    after_evaluation: Callable[[Run, Path], None] | None = None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -365,6 +402,12 @@ def stop_requests():
 def _status(logs: dict[str, torch.Tensor], rate: float, state: str) -> dict[str, str]:
     status = {k: f"{v.float().mean().item():.4g}" for k, v in logs.items()} | {"samples/s": f"{rate:.0f}"}
     return status | ({"state": state} if state != "ok" else {})
+
+
+def _member(value: torch.Tensor, k: int, members: int) -> float:
+    """Member k's value of a step log: (K,) for a stack of K runs, else a scalar."""
+    value = value.detach().float().flatten()
+    return float(value[k] if value.numel() == members > 1 else value.mean())
 
 
 def _nonfinite_loss(logs: dict[str, torch.Tensor]) -> str | None:
@@ -416,10 +459,14 @@ def run_loop(stepper: Stepper, outs: list[Path], until: int, progress: Progress,
                         ckpt.save_json({"error": message, "step": step, "state": "diverged"}, out / FAILED)
                     raise RunFailed(message)
                 status = {}
-                if step % 25 == 0:
+                if step % LOSS_EVERY == 0:
                     now = time.perf_counter()
                     status = _status(logs, (step - window[0]) * per_step / max(now - window[1], 1e-9), state)
                     window = (step, now)
+                    if hooks.after_losses is not None:
+                        for k, (run, out) in enumerate(zip(runs, outs)):
+                            hooks.after_losses(run, out, {name: _member(value, k, len(runs))
+                                                          for name, value in logs.items()})
                 progress.advance(per_step, status)
                 evaluate_now = step % cfg.eval_every_steps == 0 or step == cfg.steps
                 if evaluate_now or time.perf_counter() - last_save > cfg.checkpoint_seconds:
@@ -431,6 +478,9 @@ def run_loop(stepper: Stepper, outs: list[Path], until: int, progress: Progress,
                             progress.note(json.dumps({"seed": run.config.seed} | {
                                 k: round(v, 6) if isinstance(v, float) else v for k, v in run.history[-1].items()}))
                         state = worst_state(run.history[-1].get("state", "ok") for run in runs)
+                        if hooks.after_evaluation is not None:
+                            for run, out in zip(runs, outs):
+                                hooks.after_evaluation(run, out)
                     save(now, synced=evaluate_now)
                     window = (step, tick)
                 if hooks.after_step is not None:
