@@ -85,9 +85,10 @@ def read_json_lines(path) -> list:
                           f"{path.parent} and train it again") from None
 
 
-def cached_json(path, settings: dict) -> dict | None:
+def cached_json(path, settings: dict, absent: dict | None = None) -> dict | None:
     """The result cached at `path` if it was made with exactly `settings`, else None. A damaged
-    cache counts as missing: it is recomputed and rewritten."""
+    cache counts as missing: it is recomputed and rewritten. `absent`: settings that older caches
+    do not record, and the value they had then (a cache without the key was made with it)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -95,7 +96,8 @@ def cached_json(path, settings: dict) -> dict | None:
         result = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    if isinstance(result, dict) and all(result.get(k) == v for k, v in settings.items()):
+    absent = absent or {}
+    if isinstance(result, dict) and all(result.get(k, absent.get(k)) == v for k, v in settings.items()):
         return result
     return None
 

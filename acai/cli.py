@@ -75,9 +75,24 @@ def cmd_interpolate(args) -> None:
     else:
         x, _ = run.source.test_set()
         images = x[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x))[:2 * args.pairs])]
-    rows = interpolation_rows(run.model, images[:args.pairs], images[args.pairs:], args.steps, seed=args.seed)
+    rows = interpolation_rows(run.model, images[:args.pairs], images[args.pairs:], args.steps, seed=args.seed,
+                              mode=args.mode)
     path = save_png(grid_image(rows), args.out)
-    print(f"wrote {path}: {args.pairs} interpolations of {args.steps} steps by {run.config.model}")
+    print(f"wrote {path}: {args.pairs} {args.mode} interpolations of {args.steps} steps by {run.config.model}")
+
+
+def cmd_samples(args) -> None:
+    from .figures import random_code_images, samples_grid, save_png
+    from .train import load_run
+
+    model = load_run(args.run).model
+    path = save_png(samples_grid(random_code_images(model, args.count, args.seed)), args.out)
+    if model.PRIOR is not None:
+        what = f"samples of its prior {model.PRIOR}"
+    else:
+        what = (f"codes drawn from N(0, I) (as the release's sample grids draw them; {type(model).__name__} has "
+                f"no prior, so these are not samples of the model)")
+    print(f"wrote {path}: {args.count} decoded {what}, by {args.run}")
 
 
 def cmd_reproduce(args) -> None:
@@ -129,13 +144,14 @@ def cmd_probe(args) -> None:
 
     if (args.run is None) == (args.data is None):
         raise ConfigError("give either a run folder (its codes) or --data NAME (raw pixels), not both or neither")
+    protocol = args.protocol or ("tandem" if args.run is not None else "classify_fc")
     options = dict(samples=args.samples, eval_every=args.eval_every, window=args.window, seed=args.seed,
-                   progress=not args.quiet)
+                   progress=not args.quiet, protocol=protocol)
     if args.run is not None:
         result, what = run_probe(args.run, **options), f"codes of {args.run}"
     else:
         result, what = pixel_probe(args.data, args.data_dir, **options), f"pixels of {args.data}"
-    print(f"linear probe on the {what}: test accuracy {result['accuracy']:.2f}% "
+    print(f"linear probe on the {what}, {protocol} protocol: test accuracy {result['accuracy']:.2f}% "
           f"(median of the last {min(args.window, len(result['history']))} evaluations, "
           f"{result['samples']:,} samples, {result['seconds']:.0f} s)")
 
@@ -144,7 +160,8 @@ def cmd_cluster(args) -> None:
     from .represent import cluster_run
 
     result = cluster_run(args.run, args.restarts, args.iterations, args.seed, progress=not args.quiet)
-    print(f"K-Means on {result['codes'][0]:,} x {result['codes'][1]} codes of {args.run}: test accuracy "
+    print(f"K-Means on {result['codes'][0]:,} x {result['codes'][1]} codes ({result['clustered_codes']}) "
+          f"of {args.run}: test accuracy "
           f"{result['accuracy']:.2f}% ({args.restarts} restarts, best inertia {result['inertia']:.6g}, "
           f"{result['seconds']:.0f} s); wrote {Path(args.run) / 'cluster.json'}")
 
@@ -198,7 +215,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=positive_int, default=8)
     p.add_argument("--steps", type=positive_int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=["linear", "slerp"], default="linear",
+                   help="linear mixtures (the paper's figures) or spherical interpolation (the release's slerp grid)")
     p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("samples", help="decode random codes z ~ N(0, I) of a trained run (Figure 4 for the VAE)")
+    p.add_argument("run", help="run folder written by `acai train`")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--count", type=positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper (a sweep of runs)")
     p.add_argument("what", choices=["table1", "table2", "table3", "figures"])
@@ -254,6 +280,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=positive_int, default=1 << 24, help="training samples (2^24, as the paper)")
     p.add_argument("--eval-every", type=positive_int, default=1 << 16)
     p.add_argument("--window", type=positive_int, default=20, help="report the median of the last this-many")
+    p.add_argument("--protocol", choices=["tandem", "classify_fc"], default=None,
+                   help="tandem: the tandem probe's (constant rate, no smoothing; default for a run's codes); "
+                        "classify_fc: the release's pixel classifier (label smoothing 0.1, rate x0.1 per half "
+                        "run; default for --data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_probe)

@@ -12,20 +12,25 @@ import torch
 from PIL import Image, ImageDraw
 
 from .checkpoint import save_bytes
-from .lines import interpolate_codes
+from .config import ConfigError
+from .lines import INTERPOLATIONS
 from .models import COMPOSED
 from .nets import in_chunks, to_device
 
 
 @torch.no_grad()
-def interpolation_rows(model, start: torch.Tensor, end: torch.Tensor, steps: int = 16, seed: int = 0) -> np.ndarray:
+def interpolation_rows(model, start: torch.Tensor, end: torch.Tensor, steps: int = 16, seed: int = 0,
+                       mode: str = "linear") -> np.ndarray:
     """Decode `steps` mixtures of the codes of start[i] and end[i] -> (P, steps, C, H, W).
+    `mode`: "linear" or "slerp" (spherical, the release's second grid; acai/lines.py).
     `seed` seeds the draws of a model whose codes are samples (the VAE)."""
+    if mode not in INTERPOLATIONS:
+        raise ConfigError(f"unknown interpolation mode {mode!r}; use {' or '.join(INTERPOLATIONS)}")
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     codes = (in_chunks(lambda b: model.encode(b, generator), to_device(x, device)) for x in (start, end))
-    z = interpolate_codes(*codes, steps)  # (P, S, latent, h, w)
+    z = INTERPOLATIONS[mode](*codes, steps)  # (P, S, latent, h, w)
     images = in_chunks(model.decode, z.flatten(0, 1))  # (P·S, C, H, W)
     return images.view(len(start), steps, *images.shape[1:]).float().cpu().numpy()
 
@@ -124,8 +129,9 @@ FIGURE_NUMBERS = {("mnist", 32): 5, ("mnist", 256): 6, ("svhn", 32): 7, ("svhn",
                   ("celeba", 32): 9, ("celeba", 256): 10}
 
 
-def figure3(folders: dict[str, Path], path) -> Path:
-    """One row per model: its interpolation between the same two lines (Figure 3)."""
+def figure3(folders: dict[str, Path], path, mode: str = "linear") -> Path:
+    """One row per model: its interpolation between the same two lines (Figure 3; `mode` slerp:
+    the same pair spherically interpolated)."""
     from .lines import LinesSource
     from .train import load_run
 
@@ -133,13 +139,14 @@ def figure3(folders: dict[str, Path], path) -> Path:
     ideal = LinesSource.batch_from_angles(np.linspace(*FIGURE3_ANGLES, 16))[0].numpy()  # (16, 1, 32, 32)
     rows, labels = [ideal[None]], ["ideal"]
     for model, folder in folders.items():
-        rows.append(interpolation_rows(load_run(folder).model, start, end))
+        rows.append(interpolation_rows(load_run(folder).model, start, end, mode=mode))
         labels.append(model)
     return save_png(grid_image(np.concatenate(rows), labels), path)
 
 
-def interpolation_figure(folders: dict[str, Path], pairs: int, path) -> Path:
-    """Rows: for each model, `pairs` interpolations between the same test images (16 steps)."""
+def interpolation_figure(folders: dict[str, Path], pairs: int, path, mode: str = "linear") -> Path:
+    """Rows: for each model, `pairs` interpolations between the same test images (16 steps, `mode`
+    linear or slerp)."""
     from .train import load_run
 
     rows, labels = [], []
@@ -147,19 +154,37 @@ def interpolation_figure(folders: dict[str, Path], pairs: int, path) -> Path:
         run = load_run(folder)
         x, _ = run.source.test_set()
         chosen = torch.from_numpy(np.random.default_rng(0).permutation(len(x))[:2 * pairs])  # same for every model
-        rows.append(interpolation_rows(run.model, x[chosen[:pairs]], x[chosen[pairs:]]))
+        rows.append(interpolation_rows(run.model, x[chosen[:pairs]], x[chosen[pairs:]], mode=mode))
         labels += [model] + [""] * (pairs - 1)
     return save_png(grid_image(np.concatenate(rows), labels), path)
 
 
 @torch.no_grad()
-def vae_samples(folder: Path, path, count: int = 64) -> Path:
-    """Decode z ~ N(0, I) of a trained VAE: an 8 x 8 grid like Figure 4."""
+def random_code_images(model, count: int = 64, seed: int = 0) -> np.ndarray:
+    """Decode `count` codes z ~ N(0, I) (`model.random_codes`, drawn with a generator seeded by
+    `seed`) -> (count, C, H, W). Samples of the model where `model.PRIOR` is N(0, I) (VAE, AAE);
+    for the others, what the release's "samples" grid shows: random codes decoded."""
+    model.eval()
+    device = next(model.parameters()).device
+    z = model.random_codes(count, torch.Generator(device).manual_seed(seed))
+    return in_chunks(model.decode, z).float().cpu().numpy()
+
+
+def samples_grid(images: np.ndarray) -> Image.Image:
+    """(N, C, H, W) -> a square-ish grid, 8 images a row at most (Figure 4's 8 x 8 for 64)."""
+    columns = min(8, len(images))
+    rows = -(-len(images) // columns)
+    padded = np.concatenate([images, np.ones((rows * columns - len(images), *images.shape[1:]), images.dtype)])
+    return grid_image(padded.reshape(rows, columns, *images.shape[1:]))
+
+
+def prior_samples(folder: Path, path, count: int = 64, seed: int = 0) -> Path:
+    """Decode z ~ N(0, I) of a trained run: an 8 x 8 grid like Figure 4 (for the VAE)."""
     from .train import load_run
 
-    run = load_run(folder)
-    run.model.eval()
-    z = torch.randn(count, *run.model.arch.latent_shape, generator=torch.Generator().manual_seed(0))
-    images = run.model.decode(z.to(run.device)).float().cpu().numpy()  # (count, C, H, W)
-    side = int(np.sqrt(count))
-    return save_png(grid_image(images[:side * side].reshape(side, side, *images.shape[1:])), path)
+    return save_png(samples_grid(random_code_images(load_run(folder).model, count, seed)), path)
+
+
+def vae_samples(folder: Path, path, count: int = 64) -> Path:
+    """Figure 4: `prior_samples` of a trained VAE."""
+    return prior_samples(folder, path, count)

@@ -346,3 +346,31 @@ def interpolate_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int = 16) -> 
     alpha = torch.arange(steps, dtype=z_a.dtype, device=z_a.device) / (steps - 1)
     alpha = alpha.view(1, steps, *([1] * (z_a.dim() - 1)))
     return (1 - alpha) * z_a[:, None] + alpha * z_b[:, None]
+
+
+def slerp_codes(z_a: torch.Tensor, z_b: torch.Tensor, steps: int = 16) -> torch.Tensor:
+    """(P, ...) codes -> (P, steps, ...): spherical interpolation of each pair of flattened codes.
+
+    The release's formula (lib/train.py): with ω = arccos(a·b / (|a| |b|)) and t = n/(steps-1),
+    z_t = sin((1-t)ω)/sin ω · a + sin(tω)/sin ω · b. It goes from a to b; for codes of equal
+    norm it keeps that norm all the way. Computed in float64, the cosine clipped to [-1, 1].
+    Where the formula is 0/0 (a zero code, or parallel or opposite codes: sin ω < 1e-7), the
+    release's NumPy gives NaN; here that pair is interpolated linearly, the formula's limit
+    as ω → 0 (for opposite codes the great circle is not defined, and linear is a choice).
+    """
+    pairs = len(z_a)
+    a, b = z_a.reshape(pairs, -1).double(), z_b.reshape(pairs, -1).double()
+    t = (torch.arange(steps, dtype=torch.float64, device=z_a.device) / (steps - 1)).view(1, steps)
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    cosine = ((a * b).sum(1) / norms.clamp_min(1e-300)).clamp(-1.0, 1.0)
+    omega = torch.arccos(cosine).view(pairs, 1)
+    sine = torch.sin(omega)
+    defined = (norms.view(pairs, 1) > 0) & (sine > 1e-7)
+    safe = torch.where(defined, sine, torch.ones_like(sine))
+    weight_a = torch.where(defined, torch.sin((1 - t) * omega) / safe, 1 - t)  # (P, S)
+    weight_b = torch.where(defined, torch.sin(t * omega) / safe, t.expand(pairs, steps))
+    mixed = weight_a[..., None] * a[:, None] + weight_b[..., None] * b[:, None]  # (P, S, D)
+    return mixed.to(z_a.dtype).view(pairs, steps, *z_a.shape[1:])
+
+
+INTERPOLATIONS = {"linear": interpolate_codes, "slerp": slerp_codes}  # --mode of `acai interpolate`

@@ -161,8 +161,18 @@ class SweepSpec:
                 for model in self.models for seed in range(self.seeds)]
 
     def probe_options(self) -> dict:
+        """The probe on final codes: the tandem probe's protocol, 16 evaluations, median of the last 3."""
         samples = self.probe_samples or self.preset.probe_samples
         return dict(samples=samples, window=3, eval_every=max(1 << 16, samples // 16))
+
+    def pixel_options(self) -> dict:
+        """The pixel baseline: the release's classify_fc.py protocol (label smoothing 0.1, the rate
+        decayed by 0.1 per half of the run, test accuracy every 2^16 samples, median of the last 20)
+        at the preset's probe budget (2^24 samples, as the release, at the paper preset)."""
+        from .represent import PROTOCOLS
+
+        samples = self.probe_samples or self.preset.probe_samples
+        return dict(samples=samples, eval_every=1 << 16, window=20, **PROTOCOLS["classify_fc"])
 
     def to_dict(self) -> dict:
         return dict(what=self.what, out=str(self.out), preset=self.preset.name, seeds=self.seeds,
@@ -293,7 +303,7 @@ def plan(spec: SweepSpec) -> list:
         units += [Unit(str(spec.out), tuple(chunk), after, spec.probe_options(),
                        dict(restarts=spec.restarts, iterations=spec.iterations)) for chunk in chunks]
     if spec.table.pixel_baseline:
-        units += [PixelUnit(str(spec.out), data, spec.data_dir, spec.probe_options()) for data in spec.datasets]
+        units += [PixelUnit(str(spec.out), data, spec.data_dir, spec.pixel_options()) for data in spec.datasets]
     check(spec, units)
     return sorted(units, key=lambda unit: -unit.cost())
 
@@ -418,9 +428,10 @@ def write_results(spec: SweepSpec, seconds: float | None = None) -> str:
         extra = []
         if spec.table.pixel_baseline:
             for data in spec.datasets:
-                result = PixelUnit(str(spec.out), data, spec.data_dir, spec.probe_options()).result()
+                result = PixelUnit(str(spec.out), data, spec.data_dir, spec.pixel_options()).result()
                 if result is not None:
-                    extra.append(f"| {data} | pixels | dense layer on pixels | — | — | {result['accuracy']:.2f} | "
+                    extra.append(f"| {data} | pixels | dense layer on pixels (classify_fc.py protocol) | — | — | "
+                                 f"{result['accuracy']:.2f} | "
                                  f"{tables.PAPER_PIXELS.get(data, float('nan')):.2f} |")
         header = f"{spec.table.title}. {describe(spec)}"
         markdown, rows = tables.render(spec.table, cells, spec.seeds, header, extra, rates)
@@ -434,8 +445,11 @@ def write_results(spec: SweepSpec, seconds: float | None = None) -> str:
 
 def write_figures(spec: SweepSpec) -> list[Path]:
     """The figures that go with the table: Figure 3 and the learning curves for Table 1; for
-    `figures`, the interpolation grids of every data set and latent size and VAE samples."""
+    `figures`, each data set and latent size's interpolation grids, linear and spherical (slerp,
+    the release's second grid: `...-slerp.png`), and decoded N(0, I) codes of every model with that
+    prior (VAE, AAE: `...-MODEL-samples.png`; Figure 4 is the VAE's on lines)."""
     from . import figures
+    from .models import MODELS
     from .tables import PAPER_TABLE1
     from .train import LOG
 
@@ -448,13 +462,19 @@ def write_figures(spec: SweepSpec) -> list[Path]:
     for (data, dz), folders in seed0.items():
         if data == "lines":
             written.append(figures.figure3(folders, figures_dir / "figure3.png"))
+            if spec.what == "figures":
+                written.append(figures.figure3(folders, figures_dir / "figure3-slerp.png", mode="slerp"))
         elif spec.what == "figures":
             number = figures.FIGURE_NUMBERS.get((data, dz))
-            name = f"figure{number}-" if number else ""
-            written.append(figures.interpolation_figure(folders, spec.pairs, figures_dir / f"{name}{data}-dz{dz}.png"))
-        if spec.what == "figures" and "vae" in folders:
-            name = "figure4-lines" if data == "lines" else f"{data}-dz{dz}"
-            written.append(figures.vae_samples(folders["vae"], figures_dir / f"{name}-vae-samples.png"))
+            stem = f"{'figure%d-' % number if number else ''}{data}-dz{dz}"
+            for mode, suffix in (("linear", ""), ("slerp", "-slerp")):
+                written.append(figures.interpolation_figure(folders, spec.pairs, figures_dir / f"{stem}{suffix}.png",
+                                                            mode=mode))
+        if spec.what == "figures":
+            for model, folder in folders.items():
+                if MODELS[model].PRIOR is not None:
+                    name = "figure4-lines" if (data, model) == ("lines", "vae") else f"{data}-dz{dz}"
+                    written.append(figures.prior_samples(folder, figures_dir / f"{name}-{model}-samples.png"))
     if spec.what == "table1":
         histories = {}
         for run in spec.runs():

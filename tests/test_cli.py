@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,6 +26,25 @@ def test_train_then_interpolate(tmp_path, capsys):
     image = Image.open(png)
     assert image.size[0] > image.size[1] > 0  # 3 rows of 5 images
     assert "wrote" in capsys.readouterr().out
+
+
+def test_slerp_grid_and_prior_samples_from_the_command_line(tmp_path, capsys):
+    runs = {model: tmp_path / model for model in ("vae", "baseline")}
+    for model, run in runs.items():
+        assert main(["train", "--model", model, "--out", str(run), *tiny_args(model, samples=64, eval_every=64)]) == 0
+    grids = {mode: tmp_path / f"{mode}.png" for mode in ("linear", "slerp")}
+    for mode, png in grids.items():
+        assert main(["interpolate", str(runs["vae"]), "--out", str(png), "--pairs", "2", "--steps", "6",
+                     "--mode", mode]) == 0
+        assert f"2 {mode} interpolations of 6 steps by vae" in capsys.readouterr().out
+    linear, slerp = (np.asarray(Image.open(grids[mode])) for mode in ("linear", "slerp"))
+    assert linear.shape == slerp.shape and not np.array_equal(linear, slerp)
+    samples = tmp_path / "samples.png"
+    assert main(["samples", str(runs["vae"]), "--out", str(samples), "--count", "16"]) == 0
+    assert "samples of its prior N(0, I)" in capsys.readouterr().out
+    assert Image.open(samples).size == (8 * 66 + 2, 2 * 66 + 2)  # 16 images, 8 a row, 64 px + 2 px gaps
+    assert main(["samples", str(runs["baseline"]), "--out", str(tmp_path / "codes.png"), "--count", "8"]) == 0
+    assert "not samples of the model" in capsys.readouterr().out  # the release decodes N(0, I) codes for all
 
 
 @pytest.mark.parametrize("argv, message", [

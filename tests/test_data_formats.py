@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from acai.data import DataError, get_source
@@ -208,6 +209,25 @@ def test_svhn_layout_labels_and_cache(tmp_path):
     later = cache.stat().st_mtime + 10
     os.utime(tmp_path / "train_32x32.mat", (later, later))
     np.testing.assert_array_equal(svhn.load(tmp_path).train_images[0], train_x[..., 0].transpose(2, 0, 1))
+
+
+def test_svhn_training_set_head_is_the_release_train_once_stream(tmp_path):
+    """cluster.py fits on the first 60,000 images of `svhn32_train_once`: svhn-train then svhn-extra,
+    unshuffled. On the real files that is the first 60,000 of train_32x32.mat (73,257 images)."""
+    root = tmp_path / "svhn"
+    root.mkdir()
+    train_x, _ = write_svhn_mat(root / "train_32x32.mat", 12, 0)
+    write_svhn_mat(root / "test_32x32.mat", 6, 1)
+    extra_x, _ = write_svhn_mat(root / "extra_32x32.mat", 5, 2)
+    source = get_source("svhn", tmp_path)
+    as_floats = lambda x: torch.from_numpy(x.transpose(3, 2, 0, 1).astype(np.float32)) * (2 / 255) - 1
+    head, labels = source.train_set(limit=8)
+    assert head.shape == (8, 3, 32, 32)
+    torch.testing.assert_close(head, as_floats(train_x[..., :8]))  # file order, no shuffle, no extra
+    assert labels.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    longer, _ = source.train_set(limit=15)  # past the train file the stream goes on into extra
+    torch.testing.assert_close(longer, torch.cat([as_floats(train_x), as_floats(extra_x[..., :3])]))
+    assert len(source.train_set()[0]) == 17
 
 
 def test_svhn_without_extra_needs_no_extra_file(tmp_path):

@@ -201,3 +201,52 @@ def test_nearest_references_blank_and_non_finite_images():
     distance, index = lines.nearest_references(images)
     assert distance[0] < 1e-3 and distance[1] == 1.0 and np.isnan(distance[2])
     assert index[1] == 0 and index[2] == 0
+
+
+# --- spherical interpolation (the release's slerp grid) ---------------------------
+
+def release_slerp(a, b, steps):
+    """The release's slerp formula (lib/train.py) written out in NumPy for one pair of flattened codes."""
+    omega = np.arccos(a @ b / np.sqrt((a @ a) * (b @ b)))
+    return np.stack([np.sin((1 - t) * omega) / np.sin(omega) * a + np.sin(t * omega) / np.sin(omega) * b
+                     for t in np.arange(steps) / (steps - 1)])
+
+
+def test_slerp_matches_the_release_formula_and_keeps_shapes():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 4, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g) * 3
+    path = lines.slerp_codes(a, b, 7)
+    assert path.shape == (3, 7, 4, 2, 2) and path.dtype == a.dtype
+    for p in range(3):
+        expected = release_slerp(a[p].flatten().double().numpy(), b[p].flatten().double().numpy(), 7)
+        np.testing.assert_allclose(path[p].flatten(1).numpy(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(path[:, 0], a)  # from a ...
+    torch.testing.assert_close(path[:, -1], b)  # ... to b
+
+
+def test_slerp_stays_on_the_sphere_between_unit_codes():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(5, 64, generator=g), torch.randn(5, 64, generator=g)
+    a, b = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    norms = lines.slerp_codes(a, b, 16).norm(dim=2)
+    torch.testing.assert_close(norms, torch.ones(5, 16))
+    # linear mixtures cut through the ball instead
+    assert lines.interpolate_codes(a, b, 16).norm(dim=2)[:, 8].max() < 0.9
+    # orthogonal unit codes: the midpoint is (a + b) / sqrt(2), not (a + b) / 2
+    e = torch.eye(2)
+    torch.testing.assert_close(lines.slerp_codes(e[:1], e[1:], 3)[0, 1], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+
+
+def test_slerp_is_linear_where_the_release_divides_by_zero():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(2, 8, generator=g)
+    # identical (and parallel) codes: the formula is 0/0; its limit, the linear path, is used
+    for b in (a.clone(), 2.5 * a):
+        path = lines.slerp_codes(a, b, 5)
+        assert torch.isfinite(path).all()
+        torch.testing.assert_close(path, lines.interpolate_codes(a, b, 5))
+    # a zero code has no direction: linear too
+    zero = torch.zeros(2, 8)
+    torch.testing.assert_close(lines.slerp_codes(zero, a, 5), lines.interpolate_codes(zero, a, 5))
+    # opposite codes: no great circle is defined; linear (through 0) is the documented choice
+    torch.testing.assert_close(lines.slerp_codes(a, -a, 5), lines.interpolate_codes(a, -a, 5))

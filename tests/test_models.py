@@ -254,3 +254,24 @@ def test_few_hundred_steps_reduce_reconstruction_error(name):
         train_step(run, x, y)
     after = error()
     assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_random_codes_have_the_latent_shape_and_decode_to_images(name):
+    model = build(name, TINY, **({"codebook_log2": 6} if name == "vqvae" else {}))
+    z = model.random_codes(6, torch.Generator().manual_seed(0))
+    assert z.shape == (6, *TINY.latent_shape)
+    torch.testing.assert_close(z, model.random_codes(6, torch.Generator().manual_seed(0)))  # the generator decides
+    with torch.no_grad():
+        assert model.decode(z).shape == (6, TINY.colors, TINY.size, TINY.size)
+    # Samples of a prior only where the model was trained towards one (the release decodes N(0, I) for all).
+    assert (model.PRIOR == "N(0, I)") == (name in ("vae", "aae"))
+    assert isinstance(model.CODES, str) and model.CODES
+
+
+def test_vqvae_codes_are_the_continuous_encoder_output():
+    model = build("vqvae", TINY, codebook_log2=6)
+    x = batch(4)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(x), model.encoder(x))
+        assert not torch.allclose(model.encode(x), model.features(x))  # the probe reads the quantised bottleneck

@@ -159,3 +159,13 @@ def test_an_evaluation_names_the_models_state():
         last.bias.fill_(1.0)
     result = training.evaluate(run)
     assert result["state"] == "collapsed" and result["mean_distance"] > 0.5
+
+
+def test_one_undefined_evaluation_in_the_window_makes_the_reported_value_undefined():
+    # The release's figures.ipynb takes np.median of the last 20 evaluations: a NaN among them gives NaN
+    # (np.nanmedian would leave it out and report 0.25 here).
+    history = [{"mean_distance": 0.01, "smoothness": s} for s in (math.nan, 0.2, 0.3, math.nan, 0.25)]
+    assert math.isnan(summarise(history, 3)["smoothness"])
+    assert summarise(history, 3)["mean_distance"] == 0.01
+    assert summarise(history, 1)["smoothness"] == 0.25  # the NaN is outside the window
+    assert summarise(history[1:3], 20)["smoothness"] == pytest.approx(0.25)

@@ -17,7 +17,9 @@ import torch
 class Capability(Enum):
     """What a data source offers beyond the DataSource protocol; each source lists its own."""
 
-    TRAIN_SET = "a fixed training set, train_set() -> (images, labels)"  # probe and clustering on codes
+    # Probe and clustering on codes. train_set(limit) is the first `limit` images in file order: the
+    # release's `train_once` stream (unshuffled, read once), whose first 60,000 images its clustering fits.
+    TRAIN_SET = "a fixed training set in file order, train_set(limit=None) -> (images, labels)"
     LINES = "fresh evaluation lines, evaluation_lines(seed, evaluation, count)"  # the lines metrics
 
 
@@ -52,7 +54,9 @@ class ImageSplits:
 
     Images are uint8 (N, C, 32, 32) so that SVHN's 600k images fit in 1.8 GB;
     they become [-1, 1] floats one batch at a time. Labels are int64 (N,),
-    all -1 for an unlabelled set (CelebA).
+    all -1 for an unlabelled set (CelebA). The training images are in file
+    order, the order of the release's `train_once` stream: MNIST's file,
+    CIFAR-10's batches 1 to 5, SVHN's train file then extra.
     """
 
     train_images: np.ndarray
@@ -109,5 +113,11 @@ class ArraySource:
         """All test images as [-1, 1] floats and their labels."""
         return to_unit_range(self.splits.test_images), torch.from_numpy(self.splits.test_labels)
 
-    def train_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return to_unit_range(self.splits.train_images), torch.from_numpy(self.splits.train_labels)
+    def train_set(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images as [-1, 1] floats and their labels, in file order; with `limit`, the
+        first `limit` of them (only those are converted: SVHN's 604,388 would be 7.4 GB as floats)."""
+        if limit is not None and limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        stop = None if limit is None else limit
+        return (to_unit_range(self.splits.train_images[:stop]),
+                torch.from_numpy(np.ascontiguousarray(self.splits.train_labels[:stop])))

@@ -4,6 +4,11 @@ SPEC 6: train + extra for training (604,388 images), test for test. In the
 .mat files X is (32, 32, 3, N) uint8 and y is (N, 1) with 1..10, where 10
 stands for the digit 0.
 
+The training images are kept in file order, train then extra: the order of the
+release's `svhn32_train_once` stream (svhn-train.tfrecord then svhn-extra.tfrecord,
+unshuffled, each written in .mat order), so the first 60,000 that its clustering
+fits are the first 60,000 of train_32x32.mat (it holds 73,257).
+
 Decoding the 1.3 GB extra .mat takes tens of seconds, so each converted file is
 cached next to it as `<stem>.images.npy` / `<stem>.labels.npy` and reused while
 newer than the .mat.

@@ -33,6 +33,7 @@ def latent_critic(dz: int, sizes) -> nn.Sequential:
 class AAE(ConvAutoencoder):
     Hparams = AAEHparams
     GROUPS = {"ae": ("encoder", "decoder"), "critic": ("critic",)}
+    PRIOR = "N(0, I)"  # the critic pulls the encoder output towards it
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)

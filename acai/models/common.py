@@ -1,10 +1,19 @@
 """The small interface every autoencoder offers the trainer, and its shared parts.
 
 A model is an nn.Module with
-  encode(x, generator=None) -> z   the latent code that interpolation mixes; a model
-                            whose code is a sample (the VAE) draws it with `generator`
+  encode(x, generator=None) -> z   the codes: what interpolation mixes and K-Means clusters
+                            (the release's `ops.encode`); a model whose code is a sample
+                            (the VAE) draws it with `generator`
+  CODES                     what encode returns, in words (declared per model)
   decode(z) -> x̂            an image in [-1, 1]
-  features(x) -> h          what the linear probe reads (gradient stopped)
+  features(x) -> h          what the linear probe reads (gradient stopped); not always the codes:
+                            the VAE's probe reads h before sampling, the VQ-VAE's the quantised
+                            bottleneck output
+  PRIOR                     the distribution the codes were trained to follow ("N(0, I)" for the
+                            VAE and the AAE), None for a model trained with no prior
+  random_codes(count, generator) -> z   N(0, I) codes of the latent shape: what the release
+                            decodes as "samples" for every model (samples of the prior only
+                            where PRIOR says so)
   draw_noise(batch, generator, device, dtype) -> {name: tensor}   a step's random draws
   training_losses(x, noise) -> StepOutput   everything a step needs, from one forward pass
   training_pass(x, noise, mix=None) -> Pass  the same forward pass opened up: also the code
@@ -79,6 +88,8 @@ class ConvAutoencoder(nn.Module):
 
     Hparams = NoHparams
     GROUPS: dict[str, tuple[str, ...]] = {"ae": ("encoder", "decoder")}  # group -> the submodules it trains
+    CODES = "the encoder output"  # what encode() returns, for messages and result files
+    PRIOR: str | None = None  # the prior its codes were trained to follow, if any
 
     def __init__(self, arch: Arch, hp=None):
         super().__init__()
@@ -95,6 +106,14 @@ class ConvAutoencoder(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)
+
+    def random_codes(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """(count, latent, h, w) codes from N(0, I), drawn with `generator` on its device.
+
+        The release's image grids decode such codes for every model (lib/train.py,
+        `np.random.standard_normal(latents.shape)`); they are samples of the model only
+        where PRIOR is N(0, I)."""
+        return torch.randn(count, *self.arch.latent_shape, generator=generator, device=generator.device)
 
     def draw_noise(self, batch: int, generator: torch.Generator, device: torch.device,
                    dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -23,6 +23,8 @@ class VAEHparams:
 class VAE(ConvAutoencoder):
     Hparams = VAEHparams
     GROUPS = {"ae": ("encoder", "to_mu", "to_log_var", "decoder")}
+    CODES = "the sampled code z = mu + sigma * eps (mu with interpolate_mean)"
+    PRIOR = "N(0, I)"
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)

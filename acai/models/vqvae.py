@@ -31,6 +31,9 @@ class VQVAEHparams:
 class VQVAE(ConvAutoencoder):
     Hparams = VQVAEHparams
     GROUPS = {"ae": ("encoder", "project", "hidden", "out", "decoder")}  # the codebook is a buffer (EMA)
+    # encode() is the inherited encoder output: the release's `ops.encode` is the continuous code, and
+    # its decode (like ours) projects and quantises whatever code it is given.
+    CODES = "the continuous encoder output (before projection and quantisation)"
 
     def __init__(self, arch, hp=None):
         super().__init__(arch, hp)
