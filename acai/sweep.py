@@ -38,7 +38,8 @@ class Budget:
     samples: int
     eval_every: int
     eval_window: int  # reported value = median of the last this-many evaluations
-    recipe: tuple[tuple[str, object], ...] = ()  # TrainConfig fields that depart from the paper's recipe
+    recipe: dict = field(default_factory=dict)  # TrainConfig fields that depart from the paper's recipe
+    hparams: dict = field(default_factory=dict)  # model -> hyper-parameters that depart from the release's
     bfloat16: tuple[str, ...] = ()  # models that train in bfloat16 here (validated, see README)
 
     def config(self, model: str, paper_recipe: bool = False) -> dict:
@@ -47,7 +48,20 @@ class Budget:
         if not paper_recipe:
             values.update(self.recipe)
             values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
+            base = COMPOSED.get(model, model)  # vqvae+acai gets vqvae's departures too
+            if base in self.hparams:
+                values["hparams"] = dict(self.hparams[base])
         return values
+
+    def describe(self, paper_recipe: bool, precision: str) -> str:
+        if paper_recipe or not (self.recipe or self.hparams):
+            text = "the paper's recipe (Adam 1e-4, batch 64, constant rate)"
+        else:
+            text = ", ".join(f"{k}={v}" for k, v in self.recipe.items())
+            text += "".join(f"; {m}: {', '.join(f'{k}={v}' for k, v in hp.items())}" for m, hp in self.hparams.items())
+        if self.bfloat16 and precision == "preset" and not paper_recipe:
+            text += f"; bfloat16 for {', '.join(self.bfloat16)}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -371,12 +385,9 @@ def describe(spec: SweepSpec) -> str:
     parts = []
     for data in dict.fromkeys("lines" if d == "lines" else "images" for d in spec.datasets):
         budget = spec.preset.budget("lines" if data == "lines" else "mnist")
-        paper = spec.recipe == "paper" or not budget.recipe
-        recipe = "the paper's recipe (Adam 1e-4, batch 64)" if paper else ", ".join(f"{k}={v}" for k, v in budget.recipe)
-        bf16 = (f"; bfloat16 for {', '.join(budget.bfloat16)}" if budget.bfloat16 and spec.precision == "preset"
-                and spec.recipe == "preset" else "")
+        recipe = budget.describe(spec.recipe == "paper", spec.precision)
         parts.append(f"{data}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
-                     f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}{bf16}")
+                     f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}")
     text = f"Preset `{spec.preset.name}`: " + "; ".join(parts) + "."
     if spec.overrides:
         text += f" Overridden for every run: {json.dumps(spec.overrides, sort_keys=True)}."
