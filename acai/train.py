@@ -254,6 +254,11 @@ def load_run(out: Path, config: TrainConfig | None = None, device: str | None = 
         if differ:
             raise ConfigError(f"--resume: {out} holds a run with different {', '.join(differ)}; "
                               "use the same settings or another --out")
+        if config.steps < state["step"]:  # metrics.json would then report more samples than its config's budget
+            done = state["step"] * saved.batch
+            raise ConfigError(f"--resume: {out} has already trained {done:,} samples, more than --samples "
+                              f"{config.samples:,}; pass --samples {done:,} or more to continue it, or train "
+                              f"the shorter run into another --out")
         for key in free:
             setattr(saved, key, getattr(config, key))
     elif device is not None:
@@ -316,10 +321,12 @@ class SingleStepper:
 
 @dataclass
 class Hooks:
-    """Where a caller can look into the loop: `after_step(step)` runs after every step and
+    """Where a caller can look into the loop: `before_training()` runs once all is checked and
+    nothing has trained yet, `after_step(step)` after every step and
     `after_checkpoint(out)` after every checkpoint written (tests use them to kill a run at a chosen
     moment); `progress` receives the samples, status and evaluations."""
 
+    before_training: Callable[[], None] | None = None  # once every run is opened and checked, before any step
     after_step: Callable[[int], None] | None = None
     after_checkpoint: Callable[[Path], None] | None = None  # after each run folder's checkpoint is written
     progress: Progress | None = None
@@ -467,6 +474,8 @@ def train_runs(configs: list[TrainConfig], outs: list, resume: bool = False, pro
             if run.step == 0:
                 save_checkpoint(run, out)  # an unwritable or full folder fails now, not after the training
             warn_precision(run.config)
+        if hooks.before_training is not None:
+            hooks.before_training()
         if stack and len(runs) > 1:
             target = max(run.step for run in runs)  # a killed stack may have saved its members at different steps
             for run, out in zip(runs, outs):

@@ -14,6 +14,7 @@ from .baseline import Baseline
 from .common import ModelDefinitionError, StepOutput, check_param_groups
 from .denoising import Denoising
 from .dropout import Dropout
+from .hparams import ConfigError, Hparams, describe, hparam
 from .vae import VAE
 from .vqvae import VQVAE
 
@@ -28,10 +29,6 @@ MODELS = {
 }
 
 
-class ConfigError(ValueError):
-    """A bad model name or hyper-parameter; the message says what is allowed."""
-
-
 def make_hparams(name: str, overrides: dict | None = None):
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -43,8 +40,8 @@ def make_hparams(name: str, overrides: dict | None = None):
         allowed = ", ".join(known) or "none"
         raise ConfigError(f"model {name!r} has no hyper-parameter {', '.join(unknown)} (it has: {allowed})")
     try:
-        return cls(**overrides)
-    except (TypeError, ValueError) as error:
+        return cls(**overrides)  # Hparams parses every value by its declared type and checks its range
+    except ConfigError as error:
         raise ConfigError(f"model {name!r}: {error}") from None
 
 
@@ -54,5 +51,5 @@ def build(name: str, arch: Arch, **hparams):
     return model
 
 
-__all__ = ["MODELS", "Arch", "ConfigError", "ModelDefinitionError", "StepOutput", "build", "check_param_groups",
-           "make_hparams"]
+__all__ = ["MODELS", "Arch", "ConfigError", "Hparams", "ModelDefinitionError", "StepOutput", "build",
+           "check_param_groups", "describe", "hparam", "make_hparams"]

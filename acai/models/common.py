@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..nets import Arch, decoder, encoder
+from .hparams import Hparams
 
 
 @dataclass
@@ -41,7 +42,7 @@ class StepOutput:
 
 
 @dataclass
-class NoHparams:
+class NoHparams(Hparams):
     """This model has no hyper-parameters beyond the architecture."""
 
 
