@@ -53,24 +53,27 @@ def duration(seconds: float) -> str:
 
 
 class Estimate:
-    """After the first steps, one line: how long the whole budget will take at the measured rate.
-    Steps are timed from the 5th on, so the first (slow) steps do not count."""
+    """An after_step hook: once `measure` steps are timed, one line saying how long the rest of the
+    budget will take at that rate. Timing starts at step `skip`: the first steps are slow (warm-up)."""
 
-    def __init__(self, steps: int, batch: int, after: int = 20):
-        self.steps, self.batch, self.after, self.start = steps, batch, after, None
+    def __init__(self, steps: int, batch: int, skip: int = 5, measure: int = 20):
+        self.steps, self.batch, self.skip, self.measure = steps, batch, skip, measure
+        self.start: tuple[int, float] | None = None
+        self.said = False
 
     def __call__(self, step: int) -> None:
-        if self.start is None or step < self.start[0]:
-            if step >= 5:
-                self.start = (step, time.perf_counter())
+        if self.said or step < self.skip:
             return
-        done, elapsed = step - self.start[0], time.perf_counter() - self.start[1]
-        if done >= self.after and self.after:
-            rate = done * self.batch / elapsed
+        if self.start is None:
+            self.start = (step, time.perf_counter())
+            return
+        timed = step - self.start[0]
+        if timed >= self.measure:
+            rate = timed * self.batch / (time.perf_counter() - self.start[1])
             print(f"acai: at {rate:,.0f} samples/s the {self.steps * self.batch:,} samples will take about "
                   f"{duration((self.steps - step) * self.batch / rate)} more; pass --samples N for a shorter run",
                   file=sys.stderr, flush=True)
-            self.after = 0  # once
+            self.said = True
 
 
 def cmd_train(args) -> None:
@@ -81,7 +84,7 @@ def cmd_train(args) -> None:
     out = output_path(args.out)
     samples, hooks = args.samples, None
     if samples is None:
-        first = out / "seed{}".format(args.seed) if args.seeds > 1 else out
+        first = out / f"seed{args.seed}" if args.seeds > 1 else out
         samples = (saved_budget(first) if args.resume else None) or PAPER_SAMPLES
     config = TrainConfig(model=args.model, data=args.data, samples=samples, batch=args.batch, lr=args.lr,
                          seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
@@ -327,10 +330,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except SystemExit as stop:  # a bad argument (2) or --help (0): a code to return, as for every other error
-        return stop.code if isinstance(stop.code, int) else 2
+    args = make_parser().parse_args(argv)  # a bad argument: one line and SystemExit(2), see Parser
     try:
         args.func(args)
     except (ConfigError, DataError) as error:

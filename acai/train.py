@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import time
 import warnings
@@ -270,6 +271,21 @@ def load_run(out: Path, config: TrainConfig | None = None, device: str | None = 
     return run
 
 
+def check_room(run: Run, out: Path) -> None:
+    """ConfigError now if `out` cannot hold the run's later checkpoints, rather than at the first one.
+
+    The step-0 checkpoint lacks Adam's two moments per parameter, so a later one is bigger
+    by about twice the parameters' bytes, and it is written beside the previous one."""
+    saved = (out / CHECKPOINT).stat().st_size
+    moments = 2 * sum(p.numel() * p.element_size() for params in run.groups.values() for p in params)
+    full = saved + (moments if run.step == 0 else 0)
+    need = 2 * full - saved  # the previous checkpoint stays until the new one is complete
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise ConfigError(f"{out} has {free / 1e6:.2f} MB free, but its checkpoints need about {need / 1e6:.2f} MB "
+                          f"more (each is written beside the previous one); free space or choose another --out")
+
+
 def open_run(config: TrainConfig, out: Path, resume: bool) -> Run:
     """A fresh run for an empty `out`, or (with `resume`) the one saved there."""
     if (out / CHECKPOINT).exists() and not resume:
@@ -473,6 +489,7 @@ def train_runs(configs: list[TrainConfig], outs: list, resume: bool = False, pro
             (out / FAILED).unlink(missing_ok=True)
             if run.step == 0:
                 save_checkpoint(run, out)  # an unwritable or full folder fails now, not after the training
+            check_room(run, out)
             warn_precision(run.config)
         if hooks.before_training is not None:
             hooks.before_training()

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 TINY = "--samples 64 --batch 16 --eval-every 32 --scales 2 --depth 4 --latent 4 --quiet"
+CR, LF = b"\r", b"\n"
 MNIST = os.environ.get("ACAI_DATA_DIR", "/work/shared/data")
 
 
@@ -121,19 +122,20 @@ def all_cases(c: Cases) -> None:
     while not (w / "r3").exists() and first.poll() is None:
         time.sleep(0.05)
     time.sleep(1.0)
+    running = first.poll() is None
     c.case("3", "a second writer while the first trains", command,
-           check=lambda: f"the first was {'still running' if first.poll() is None else 'finished'}")
-    first.wait()
+           check=lambda: f"the first was {'running' if running else 'done'} when the second started; "
+                         f"it exited {first.wait()}")
 
     # 4. Paths stored as typed.
     (w / "sub1").mkdir()
-    (w / "sub2").mkdir()
+    (w / "sub2" / "x").mkdir(parents=True)  # another depth: ../folder is not the same folder from here
     os.symlink(MNIST, w / "data")
     c.run(f"acai train --model baseline --data folder:../folder --out r4 {TINY}", cwd=w / "sub1")
     c.case("4", "interpolate from another working folder (--data folder:../folder)",
-           "acai interpolate ../sub1/r4 --out g.png --pairs 1 --steps 4", cwd=w / "sub2")
-    c.case("4", "probe from another working folder", "acai probe ../sub1/r4 --samples 128 --eval-every 64 --quiet",
-           cwd=w / "sub2")
+           "acai interpolate ../../sub1/r4 --out g.png --pairs 1 --steps 4", cwd=w / "sub2" / "x")
+    c.case("4", "probe from another working folder", "acai probe ../../sub1/r4 --samples 128 --eval-every 64 --quiet",
+           cwd=w / "sub2" / "x")
     c.run(f"acai train --model baseline --data mnist --data-dir ../data --out r4m {TINY}", cwd=w / "sub1")
     c.case("4", "--resume, the same --data-dir spelled differently",
            f"acai train --model baseline --data mnist --data-dir {w}/data/ --out r4m {TINY.replace('64 ', '128 ', 1)} "
@@ -166,13 +168,26 @@ def all_cases(c: Cases) -> None:
     (w / "r7" / "checkpoint.pt").write_bytes(good)
     (w / "afile").write_text("x")
     c.case("7", "--out is a file", f"acai train --model baseline --out {w}/afile {TINY}")
-    if mount_tmpfs(w / "disk", "size=1m"):  # room for one checkpoint (~0.3 MB) and its temp copy, not more
-        (w / "disk" / "ballast").write_bytes(b"\0" * (1024 * 1024 - 3 * len(good) // 2))
-        c.case("7", "disk full at a later checkpoint",
-               f"acai train --model baseline --data folder:{folder} --out {w}/disk/run {TINY}",
-               check=lambda: "checkpoint.pt intact" if (w / "disk" / "run" / "checkpoint.pt").exists() and subprocess.run(
-                   [sys.executable, "-c", f"import torch; torch.load('{w}/disk/run/checkpoint.pt', weights_only=False)"],
-                   capture_output=True).returncode == 0 else "no readable checkpoint.pt")
+    if mount_tmpfs(w / "disk", "size=4m"):  # the disk fills up once the first checkpoint is written
+        command = f"acai train --model baseline --out {w}/disk/run --samples 8192 --batch 16 --eval-every 2048 " \
+                  f"--scales 2 --depth 4 --latent 4 --quiet"
+        process = subprocess.Popen([sys.executable, "-m", "acai.cli", *shlex.split(command)[1:]], cwd=w, env=c.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while not (w / "disk" / "run" / "checkpoint.pt").exists() and process.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.3)  # training has started (and the next checkpoint is 128 steps away)
+        with open(w / "disk" / "ballast", "ab", buffering=0) as handle:  # as another process filling the disk would
+            try:
+                while True:
+                    handle.write(b"\0" * 4096)
+            except OSError:
+                pass
+        output = [line for line in process.communicate()[0].splitlines() if line.strip()]
+        intact = subprocess.run([sys.executable, "-c", f"import torch; print(torch.load('{w}/disk/run/checkpoint.pt', "
+                                 f"weights_only=False)['step'])"], capture_output=True, text=True, cwd=w).stdout.strip()
+        c.rows.append(dict(case="7", what="the disk fills up during training", command=command.replace(str(w), "W"),
+                           code=process.returncode, last=(output[-1] if output else "").replace(str(w), "W") +
+                           f" [checkpoint.pt: {'readable, step ' + intact if intact else 'unreadable'}]"))
         umount(w / "disk")
     c.case("7", "--hp lam=abc", f"acai train --model acai --hp lam=abc --out {w}/r7lam {TINY}",
            check=lambda: f"folder left: {sorted(p.name for p in (w / 'r7lam').iterdir())}"
@@ -202,12 +217,12 @@ def all_cases(c: Cases) -> None:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while not (w / "r9").exists() and process.poll() is None:
         time.sleep(0.05)
-    time.sleep(3.0)  # training
+    time.sleep(10.0)  # importing torch and building the run take seconds on a busy machine: now it trains
     process.send_signal(signal.SIGTERM)
     output = [line for line in process.communicate()[0].splitlines() if line.strip()]
     step = subprocess.run([sys.executable, "-c", f"import torch; print(torch.load('{w}/r9/checkpoint.pt', "
-                           f"weights_only=False)['step'])"], capture_output=True, text=True).stdout.strip()
-    c.rows.append(dict(case="9", what="SIGTERM 3 s into training", command=command.replace(str(w), "W") + "; kill -TERM",
+                           f"weights_only=False)['step'])"], capture_output=True, text=True, cwd=w).stdout.strip()
+    c.rows.append(dict(case="9", what="SIGTERM 10 s after start (training)", command=command.replace(str(w), "W") + "; kill -TERM",
                        code=process.returncode, last=(output[-1] if output else "") +
                        f" [checkpoint: {'step ' + step if step else 'none'}]"))
     # kill -9 in the middle of a checkpoint write, with the checkout's own atomic writer.
@@ -215,11 +230,12 @@ def all_cases(c: Cases) -> None:
     subprocess.run([sys.executable, "-c", "import os, signal; from pathlib import Path; from acai import checkpoint\n"
                     "def write(handle):\n    handle.write(b'x' * 11_000_000); handle.flush()\n"
                     "    os.kill(os.getpid(), signal.SIGKILL)\n"
-                    f"checkpoint._atomic(Path('{w}/r9k/checkpoint.pt'), write)"], env=c.env)
+                    f"checkpoint._atomic(Path('{w}/r9k/checkpoint.pt'), write)"], env=c.env, cwd=w)
     left = sorted(p.name for p in (w / "r9k").iterdir())
-    c.case("9", f"a new run in a folder where kill -9 hit a write (left {left})",
+    c.case("9", "a new run in a folder where kill -9 hit a checkpoint write",
            f"acai train --model baseline --out {w}/r9k {TINY}",
-           check=lambda: f"hidden temp files now: {[p.name for p in (w / 'r9k').iterdir() if p.name.startswith('.') and p.name != '.lock']}")
+           check=lambda: f"left by kill -9: {left}; now: "
+                         f"{[p.name for p in (w / 'r9k').iterdir() if p.name.startswith('.') and p.name != '.lock']}")
 
     # 10. Smaller things.
     c.run(f"acai train --model baseline --out {w}/r10 {TINY.replace('64 ', '128 ', 1)}")
@@ -231,22 +247,21 @@ def all_cases(c: Cases) -> None:
            check=lambda: f"files written here: {sorted(p.name for p in (w / 'empty').iterdir())}")
     c.case("10", "interpolate --steps 1", f"acai interpolate {w}/r10 --out {w}/s1.png --steps 1 --pairs 1")
     log = w / "progress.log"
-    code, _ = c.run(f"acai train --model baseline --out {w}/r10p --samples 16384 --eval-every 16384 --scales 2 "
-                    f"--depth 4 --latent 4")
     argv = [sys.executable, "-m", "acai.cli", "train", "--model", "baseline", "--out", f"{w}/r10q", "--samples",
             "16384", "--eval-every", "16384", "--scales", "2", "--depth", "4", "--latent", "4"]
     with open(log, "w") as handle:
         code = subprocess.run(argv, cwd=w, env=c.env, stdout=subprocess.DEVNULL, stderr=handle).returncode
-    text = log.read_text()
+    data = log.read_bytes()  # bytes: reading text would turn each carriage return into a line end
     c.rows.append(dict(case="10", what="progress when stderr is a file (16,384 samples)",
                        command=" ".join(["acai", *argv[3:]]).replace(str(w), "W") + " 2> log", code=code,
-                       last=f"log: {len(text):,} bytes, {text.count(chr(13)):,} carriage returns, "
-                            f"{len(text.splitlines())} lines"))
-    # Without --samples: what is said before training (stopped after 60 s).
+                       last=f"log: {len(data):,} bytes, {data.count(CR):,} carriage returns, "
+                            f"{data.count(LF)} line ends"))
+    # Without --samples: what is said before training (stopped after 60 s; SIGTERM, as a script run in the
+    # background ignores SIGINT).
     argv = [sys.executable, "-m", "acai.cli", "train", "--model", "acai", "--out", f"{w}/r10s", "--quiet"]
     process = subprocess.Popen(argv, cwd=w, env=c.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(60)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
     output = [line for line in process.communicate()[0].splitlines() if line.strip()]
     said = [line for line in output if "samples" in line and "stopped" not in line]
     c.rows.append(dict(case="10", what="train without --samples (lines said in the first 60 s)",

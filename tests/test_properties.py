@@ -12,7 +12,8 @@ from acai.models import MODELS, ConfigError, make_hparams
 from acai.models.hparams import _parse_bool, _parse_float, _parse_int, _parse_int_tuple, declared
 
 # derandomize: the same examples on every run, so CI never meets a new one by chance.
-FAST = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 PARAMS = [(model, name) for model in MODELS for name in declared(MODELS[model].Hparams)]
 
 

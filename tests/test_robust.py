@@ -102,10 +102,10 @@ def test_a_diverged_run_stops_with_one_line_and_keeps_the_last_good_checkpoint(t
 
 @pytest.mark.parametrize("lr", ["inf", "nan", "-1", "0"])
 def test_learning_rate_must_be_finite_and_positive(tmp_path, capsys, lr):
-    assert main(["train", "--model", "baseline", "--lr", lr, "--out", str(tmp_path / "r"),
-                 *tiny_args("baseline")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--lr" in err and "finite" in err and "\n" not in err
+    with pytest.raises(SystemExit) as stop:  # argparse's refusal: exit code 2
+        main(["train", "--model", "baseline", "--lr", lr, "--out", str(tmp_path / "r"), *tiny_args("baseline")])
+    assert stop.value.code == 2
+    one_line_error(capsys, "--lr", "finite number > 0")
     assert not (tmp_path / "r").exists()
     for bad in (math.inf, math.nan, -1.0):
         with pytest.raises(ConfigError, match="lr"):
@@ -124,6 +124,17 @@ def test_tables_mark_diverged_runs_and_name_no_best_when_none_is_eligible():
     assert "undefined (diverged)" in markdown
     assert "Smoothness: best none (no model eligible)" in markdown
     assert "**" not in markdown.split("| acai |")[1].split("\n")[0].split("|")[2]  # no bold smoothness
+
+
+def test_a_sweep_with_a_diverged_run_writes_its_table_with_the_run_marked(tmp_path):
+    from acai.sweep import reproduce
+
+    from conftest import tiny_sweep
+
+    spec = tiny_sweep("table1", tmp_path, models=("baseline",), overrides=dict(samples=64, eval_every=32, lr=1e6))
+    markdown = reproduce(spec, progress=False)
+    assert "| lines | 64 | baseline | undefined (diverged) |" in markdown
+    assert "best none (no model eligible)" in markdown
 
 
 # 3. Two writers ----------------------------------------------------------------------------------------------
@@ -180,11 +191,24 @@ def test_read_only_out_fails_before_training(tmp_path, mounts, capsys):
     assert time.perf_counter() - start < 60  # nothing of the 2^20 samples was trained
 
 
-def test_full_out_fails_before_training(tmp_path, mounts, capsys):
-    out = mounts(tmp_path / "full", "size=64k")  # less than one checkpoint
+def fill(disk: Path) -> None:
+    """Take every free byte of `disk`, as another process writing there would."""
+    with open(disk / "ballast", "ab", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("size", ["4k", "64k"])  # no room for a checkpoint; room for the first, not the later ones
+def test_full_out_fails_before_training(tmp_path, mounts, capsys, size):
+    out = mounts(tmp_path / "full", f"size={size}")
     assert main(["train", "--model", "baseline", "--out", str(out), *tiny_args("baseline", samples=1 << 20)]) == 2
-    one_line_error(capsys, "checkpoint.pt", "disk full (ENOSPC)")
-    assert not any(p.name.startswith(".checkpoint") for p in out.iterdir())  # no temp file left
+    err = one_line_error(capsys)
+    assert "disk full (ENOSPC)" in err or "MB free" in err
+    assert not (out / CHECKPOINT).exists() or ckpt.load_torch(out / CHECKPOINT)["step"] == 0  # nothing trained
+    assert not any(ckpt.TEMP_MARK in p.name for p in out.iterdir())  # no temp file left
 
 
 # 7. One line, not a traceback ------------------------------------------------------------------------------
@@ -221,17 +245,17 @@ def test_out_that_is_a_file_or_empty_is_refused(tmp_path, monkeypatch, capsys):
     one_line_error(capsys, "--out is empty")
 
 
-def test_disk_full_at_a_later_checkpoint_is_one_line_and_keeps_the_old_one(tmp_path, mounts, capsys):
-    config = tiny_config("baseline", samples=64, eval_every=32)
-    train(config, tmp_path / "probe-size", progress=False)
-    size = (tmp_path / "probe-size" / CHECKPOINT).stat().st_size
-    disk = mounts(tmp_path / "disk", "size=1m")
-    (disk / "ballast").write_bytes(b"\0" * (1024 * 1024 - 3 * size // 2))  # room for one checkpoint, not two
+def test_disk_full_at_a_later_checkpoint_is_one_line_and_keeps_the_old_one(tmp_path, mounts):
+    from acai.train import Hooks
+
+    disk = mounts(tmp_path / "disk", "size=2m")
     run = disk / "run"
-    assert main(["train", "--model", "baseline", "--out", str(run), *tiny_args("baseline", samples=64,
-                                                                               eval_every=32)]) == 2
-    one_line_error(capsys, f"cannot write {run / CHECKPOINT}: disk full (ENOSPC)", "is intact")
-    assert ckpt.load_torch(run / CHECKPOINT)["step"] < config.steps  # the last one written, whole
+    config = tiny_config("baseline", samples=64, eval_every=32)
+    with pytest.raises(ConfigError) as error:  # the disk fills up after the first step
+        train(config, run, progress=False, hooks=Hooks(after_step=lambda step: step == 1 and fill(disk)))
+    assert str(error.value).startswith(f"cannot write {run / CHECKPOINT}: disk full (ENOSPC); the previous "
+                                       f"checkpoint.pt is intact") and "\n" not in str(error.value)
+    assert ckpt.load_torch(run / CHECKPOINT)["step"] == 0  # the step-0 checkpoint, whole
     assert not [p for p in run.iterdir() if ckpt.TEMP_MARK in p.name]
 
 
