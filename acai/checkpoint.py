@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import os
 import tempfile
@@ -22,24 +23,50 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_CAUSES = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
+           errno.EACCES: "permission denied", errno.ENOTDIR: "a part of the path is a file, not a folder",
+           errno.EEXIST: "a part of the path is a file, not a folder"}
+
+
+def _write_error(path: Path, error: OSError) -> ConfigError:
+    """One line naming the file and the cause (ENOSPC...), and what is left."""
+    cause = _CAUSES.get(error.errno, error.strerror or type(error).__name__)
+    code = errno.errorcode.get(error.errno, "")
+    kept = f"; the previous {path.name} is intact" if path.exists() else ""
+    return ConfigError(f"cannot write {path}: {cause}{f' ({code})' if code else ''}{kept}; free space or "
+                       f"choose another --out, then rerun (a run continues with --resume)")
+
+
 def _atomic(path: Path, write) -> None:
+    """Write `path` through a temp file in its folder, renamed over it once complete: a reader or a
+    killed writer never sees half a file. A failure (disk full...) is a one-line ConfigError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from other users
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, error) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def save_torch(obj, path) -> None:
-    _atomic(path, lambda handle: torch.save(obj, handle))
+    # Serialised in memory first: torch's zip writer turns a failed write into "unexpected pos ...",
+    # losing the OSError (and its ENOSPC) that a plain write of the bytes keeps.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 def save_json(obj, path) -> None:
@@ -152,8 +179,11 @@ def folder_lock(folder):
             pass
         os.close(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"acai process {os.getpid()} on {os.uname().nodename}".encode())
+        try:  # who holds it, for the message of a second writer; on a full disk it stays unsaid
+            os.ftruncate(fd, 0)
+            os.write(fd, f"acai process {os.getpid()} on {os.uname().nodename}".encode())
+        except OSError:
+            pass
         for stale in folder.glob(f".*{TEMP_MARK}*"):
             stale.unlink(missing_ok=True)
         yield

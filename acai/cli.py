@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +16,78 @@ from .models import MODELS, NAMES
 from .train import RunFailed
 
 
+PAPER_SAMPLES = 1 << 24
+
+
 def parse_hparams(items: list[str]) -> dict:
-    """['lam=0.3', 'critic_sizes=(64,64)'] -> {'lam': 0.3, 'critic_sizes': (64, 64)}."""
+    """['lam=0.3', 'critic_sizes=(64,64)'] -> {'lam': '0.3', 'critic_sizes': '(64,64)'}: the text of each
+    value, which the model's Hparams parses by the type it declares (acai/models/hparams.py)."""
     values = {}
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"--hp expects NAME=VALUE, got {item!r}")
-        try:
-            values[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            values[key] = text
+        values[key.strip()] = text
     return values
+
+
+def output_path(text: str, what: str = "run folder", example: str = "runs/acai-lines") -> Path:
+    if not text.strip():  # Path("") is the current folder: a run would be written among the user's files
+        raise ConfigError(f"--out is empty; give the {what} to write, e.g. --out {example}")
+    return Path(text)
+
+
+def saved_budget(out: Path) -> int | None:
+    """The --samples of the run saved in `out`, if there is one."""
+    from . import checkpoint as ckpt
+    from .train import CHECKPOINT
+
+    if not (out / CHECKPOINT).exists():
+        return None
+    return int(ckpt.load_torch(out / CHECKPOINT)["config"]["samples"])
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 \
+        else f"{seconds:.0f} s"
+
+
+class Estimate:
+    """An after_step hook: once `measure` steps are timed, one line saying how long the rest of the
+    budget will take at that rate. Timing starts at step `skip`: the first steps are slow (warm-up)."""
+
+    def __init__(self, steps: int, batch: int, skip: int = 5, measure: int = 20):
+        self.steps, self.batch, self.skip, self.measure = steps, batch, skip, measure
+        self.start: tuple[int, float] | None = None
+        self.said = False
+
+    def __call__(self, step: int) -> None:
+        if self.said or step < self.skip:
+            return
+        if self.start is None:
+            self.start = (step, time.perf_counter())
+            return
+        timed = step - self.start[0]
+        if timed >= self.measure:
+            rate = timed * self.batch / (time.perf_counter() - self.start[1])
+            print(f"acai: at {rate:,.0f} samples/s the {self.steps * self.batch:,} samples will take about "
+                  f"{duration((self.steps - step) * self.batch / rate)} more; pass --samples N for a shorter run",
+                  file=sys.stderr, flush=True)
+            self.said = True
 
 
 def cmd_train(args) -> None:
     import dataclasses
     from contextlib import ExitStack
 
-    from .train import train_runs
+    from .train import Hooks, train_runs
 
-    config = TrainConfig(model=args.model, data=args.data, samples=args.samples, batch=args.batch, lr=args.lr,
+    out = output_path(args.out)
+    samples, hooks = args.samples, None
+    if samples is None:
+        first = out / f"seed{args.seed}" if args.seeds > 1 else out
+        samples = (saved_budget(first) if args.resume else None) or PAPER_SAMPLES
+    config = TrainConfig(model=args.model, data=args.data, samples=samples, batch=args.batch, lr=args.lr,
                          seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
                          dz=args.dz, scales=args.scales, depth=args.depth, latent=args.latent,
                          precision=args.precision, hparams=parse_hparams(args.hp))
@@ -46,17 +97,26 @@ def cmd_train(args) -> None:
         state = f" state={metrics['state']}" if metrics.get("state", "ok") != "ok" else ""
         return " ".join(f"{k}={metrics[k]:.6g}" for k in keys if k in metrics) + state
 
+    if args.samples is None and not args.resume:
+        # The paper's budget is long on a CPU (about 18 h for ACAI on 2 cores): say so before it starts.
+        def announce():
+            print(f"acai: --samples not given: training the paper's budget of {samples:,} samples (2^24); pass "
+                  f"--samples N for a shorter run (e.g. --samples 65536); a time estimate follows after the first "
+                  f"steps", file=sys.stderr, flush=True)
+
+        hooks = Hooks(before_training=announce, after_step=Estimate(config.steps, config.batch))
     if args.seeds == 1:
-        configs, outs = [config], [Path(args.out)]
+        configs, outs = [config], [out]
     else:  # K seeds trained at once with stacked weights, each in its own OUT/seed{s}/ run folder
         configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
-        outs = [Path(args.out) / f"seed{c.seed}" for c in configs]
+        outs = [out / f"seed{c.seed}" for c in configs]
     with ExitStack() as held:
-        hooks = None
         if args.tensorboard:  # event files in each run folder's tensorboard/, written through the loop's hooks
             from .tensorboard_log import Writer
 
-            hooks = held.enter_context(Writer()).hooks()
+            board = held.enter_context(Writer()).hooks()
+            hooks = dataclasses.replace(board, before_training=hooks.before_training, after_step=hooks.after_step) \
+                if hooks is not None else board
         results = train_runs(configs, outs, resume=args.resume, progress=not args.quiet, stack=args.seeds > 1,
                              hooks=hooks)
     for metrics, out in zip(results, outs):
@@ -65,15 +125,29 @@ def cmd_train(args) -> None:
 
 
 def cmd_interpolate(args) -> None:
+    from . import checkpoint as ckpt
     from .figures import grid_image, interpolation_rows, save_png
-    from .train import load_run
+    from .train import FAILED, load_run
 
+    if args.steps < 2:
+        raise ConfigError(f"--steps {args.steps}: an interpolation needs at least 2 steps (its two ends); "
+                          f"e.g. --steps 16")
+    output_path(args.out, "PNG file", "grid.png")
     run = load_run(args.run)
+    if (Path(args.run) / FAILED).exists():
+        print(f"acai: note: {ckpt.read_json(Path(args.run) / FAILED).get('error', 'this run diverged')}; drawing "
+              f"its last good checkpoint (step {run.step})", file=sys.stderr)
     if offers(run.source, Capability.LINES):
         angles = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, 2 * args.pairs)
         images = run.source.batch_from_angles(angles)[0]
     else:
         x, _ = run.source.test_set()
+        if len(x) < 2 * args.pairs:  # never reuse an image: each interpolation has its own two ends
+            fit = len(x) // 2
+            hint = (f"pass --pairs {fit} or fewer" if fit else
+                    "add images to the folder (a tenth of them are the test split) and train again")
+            raise ConfigError(f"the test split of {run.config.data} has {len(x)} image{'s' if len(x) != 1 else ''}; "
+                              f"--pairs {args.pairs} needs {2 * args.pairs} (two per interpolation); {hint}")
         images = x[torch.from_numpy(np.random.default_rng(args.seed).permutation(len(x))[:2 * args.pairs])]
     rows = interpolation_rows(run.model, images[:args.pairs], images[args.pairs:], args.steps, seed=args.seed,
                               mode=args.mode)
@@ -146,7 +220,7 @@ def cmd_probe(args) -> None:
         raise ConfigError("give either a run folder (its codes) or --data NAME (raw pixels), not both or neither")
     protocol = args.protocol or ("tandem" if args.run is not None else "classify_fc")
     options = dict(samples=args.samples, eval_every=args.eval_every, window=args.window, seed=args.seed,
-                   progress=not args.quiet, protocol=protocol)
+                   progress=show_progress(args), protocol=protocol)
     if args.run is not None:
         result, what = run_probe(args.run, **options), f"codes of {args.run}"
     else:
@@ -159,11 +233,16 @@ def cmd_probe(args) -> None:
 def cmd_cluster(args) -> None:
     from .represent import cluster_run
 
-    result = cluster_run(args.run, args.restarts, args.iterations, args.seed, progress=not args.quiet)
+    result = cluster_run(args.run, args.restarts, args.iterations, args.seed, progress=show_progress(args))
     print(f"K-Means on {result['codes'][0]:,} x {result['codes'][1]} codes ({result['clustered_codes']}) "
           f"of {args.run}: test accuracy "
           f"{result['accuracy']:.2f}% ({args.restarts} restarts, best inertia {result['inertia']:.6g}, "
           f"{result['seconds']:.0f} s); wrote {Path(args.run) / 'cluster.json'}")
+
+
+def show_progress(args) -> bool:
+    """A progress bar on a terminal only: into a log file its carriage-return updates are noise."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def positive_int(text: str) -> int:
@@ -176,17 +255,37 @@ def positive_int(text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of the rest of the CLI: `acai: error: ...; see acai train --help`
+    instead of a usage block (exit code 2 as before)."""
+
+    def error(self, message):
+        self.exit(2, f"acai: error: {message}; see {self.prog} --help\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="acai", description="Interpolation in autoencoders (Berthelot et al.)")
+    parser = Parser(prog="acai", description="Interpolation in autoencoders (Berthelot et al.)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one autoencoder")
     p.add_argument("--model", required=True, choices=list(NAMES),
                    help=f"one of {', '.join(MODELS)}, or BASE+acai: BASE with the ACAI regulariser")
     p.add_argument("--data", default="lines", help="lines, mnist, svhn, cifar10, celeba or folder:PATH")
-    p.add_argument("--samples", type=positive_int, default=1 << 24, help="training budget in samples (2^24)")
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="training budget in samples (default: the paper's 2^24, hours on a CPU; with --resume: the "
+                        "run's own)")
     p.add_argument("--batch", type=positive_int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=finite_float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=positive_int, default=1 << 16, help="samples between evaluations (65536)")
     p.add_argument("--dz", type=positive_int, default=None, help="latent size d_z (e.g. 32 or 256 on MNIST)")
@@ -299,7 +398,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    args = make_parser().parse_args(argv)  # a bad argument: one line and SystemExit(2), see Parser
     try:
         args.func(args)
     except (ConfigError, DataError) as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .models import MODELS, ConfigError, base_model, make_hparams
 from .nets import Arch
@@ -17,6 +18,8 @@ DATA_ARCH = {
     "cifar10": Arch(scales=3, depth=64, latent=16, colors=3),  # d_z 256 / 1024
 }
 FOLDER_ARCH = Arch(scales=3, depth=64, latent=2, colors=3)
+FOLDER_PREFIX = "folder:"
+MAX_SCALES = 5  # 32 >> 5 = 1: a 1x1 latent grid
 # The release trained its VQ-VAE on lines with a 4x4 latent (scales 3, d_z 256). Keyed by the base
 # model: BASE+acai trains on BASE's architecture, so each pair differs by the regulariser only.
 MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
@@ -58,12 +61,16 @@ class TrainConfig:
     hparams: dict = field(default_factory=dict)  # model hyper-parameters, see models.hparams_class(model)
 
     def __post_init__(self):
-        make_hparams(self.model, self.hparams)  # validates the name and the keys
+        # Hyper-parameters parsed by their declared types and checked against their ranges; only the
+        # keys given are kept, so a saved config and a new one with the same values compare equal.
+        hp = make_hparams(self.model, self.hparams)
+        self.hparams = {name: getattr(hp, name) for name in self.hparams}
         for name in ("samples", "batch", "eval_every", "eval_window", "eval_pairs"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        # `not x > 0` also catches NaN, which passes every comparison's negation.
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive finite number, got {self.lr}")
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}; e.g. --lr 1e-4 (the paper's)")
         if self.lr_warmup < 0:
             raise ConfigError(f"lr_warmup must be 0 or more samples, got {self.lr_warmup}")
         if self.lr_decay not in LR_DECAYS:
@@ -71,6 +78,20 @@ class TrainConfig:
         if any(not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0)
                for rate in self.group_lr.values()):
             raise ConfigError(f"group_lr rates must be positive numbers, got {self.group_lr}")
+        if not self.checkpoint_seconds > 0:
+            raise ConfigError(f"checkpoint_seconds must be > 0, got {self.checkpoint_seconds}")
+        if self.scales is not None and not 1 <= self.scales <= MAX_SCALES:
+            raise ConfigError(f"scales={self.scales} does not fit 32x32 images: each scale halves the side, "
+                              f"so use 1 to {MAX_SCALES} (5 leaves a 1x1 latent grid)")
+        for name in ("depth", "latent", "dz"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be 1 or more, got {getattr(self, name)}")
+        # Paths are stored resolved, so the run can be read (interpolate, probe, --resume) from any
+        # working folder, and the same folder spelled differently is the same run.
+        if self.data_dir is not None:
+            self.data_dir = str(Path(self.data_dir).expanduser().resolve())
+        if self.data.startswith(FOLDER_PREFIX):
+            self.data = FOLDER_PREFIX + str(Path(self.data[len(FOLDER_PREFIX):]).expanduser().resolve())
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use {' or '.join(PRECISIONS)}")
 

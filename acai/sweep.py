@@ -133,6 +133,8 @@ class SweepSpec:
 
     def __post_init__(self):
         self.out = Path(self.out)
+        if self.data_dir is not None:  # as TrainConfig stores it: the sweep can be resumed from anywhere
+            self.data_dir = str(Path(self.data_dir).expanduser().resolve())
         if self.what not in TABLES:
             raise ConfigError(f"unknown table {self.what!r}; choose one of {', '.join(TABLES)}")
         table = TABLES[self.what]

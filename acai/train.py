@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import time
@@ -263,6 +264,11 @@ def load_run(out: Path, config: TrainConfig | None = None, device: str | None = 
         if differ:
             raise ConfigError(f"--resume: {out} holds a run with different {', '.join(differ)}; "
                               "use the same settings or another --out")
+        if config.steps < state["step"]:  # metrics.json would then report more samples than its config's budget
+            done = state["step"] * saved.batch
+            raise ConfigError(f"--resume: {out} has already trained {done:,} samples, more than --samples "
+                              f"{config.samples:,}; pass --samples {done:,} or more to continue it, or train "
+                              f"the shorter run into another --out")
         for key in free:
             setattr(saved, key, getattr(config, key))
     elif device is not None:
@@ -272,6 +278,21 @@ def load_run(out: Path, config: TrainConfig | None = None, device: str | None = 
     run = build_run(saved)
     run.load_state_dict(state)
     return run
+
+
+def check_room(run: Run, out: Path) -> None:
+    """ConfigError now if `out` cannot hold the run's later checkpoints, rather than at the first one.
+
+    The step-0 checkpoint lacks Adam's two moments per parameter, so a later one is bigger
+    by about twice the parameters' bytes, and it is written beside the previous one."""
+    saved = (out / CHECKPOINT).stat().st_size
+    moments = 2 * sum(p.numel() * p.element_size() for params in run.groups.values() for p in params)
+    full = saved + (moments if run.step == 0 else 0)
+    need = 2 * full - saved  # the previous checkpoint stays until the new one is complete
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise ConfigError(f"{out} has {free / 1e6:.2f} MB free, but its checkpoints need about {need / 1e6:.2f} MB "
+                          f"more (each is written beside the previous one); free space or choose another --out")
 
 
 def open_run(config: TrainConfig, out: Path, resume: bool) -> Run:
@@ -354,10 +375,12 @@ class SingleStepper:
 
 @dataclass
 class Hooks:
-    """Where a caller can look into the loop: `after_step(step)` runs after every step and
+    """Where a caller can look into the loop: `before_training()` runs once all is checked and
+    nothing has trained yet, `after_step(step)` after every step and
     `after_checkpoint(out)` after every checkpoint written (tests use them to kill a run at a chosen
     moment); `progress` receives the samples, status and evaluations."""
 
+    before_training: Callable[[], None] | None = None  # once every run is opened and checked, before any step
     after_step: Callable[[int], None] | None = None
     after_checkpoint: Callable[[Path], None] | None = None  # after each run folder's checkpoint is written
     progress: Progress | None = None
@@ -521,7 +544,10 @@ def train_runs(configs: list[TrainConfig], outs: list, resume: bool = False, pro
             (out / FAILED).unlink(missing_ok=True)
             if run.step == 0:
                 save_checkpoint(run, out)  # an unwritable or full folder fails now, not after the training
+            check_room(run, out)
             warn_precision(run.config)
+        if hooks.before_training is not None:
+            hooks.before_training()
         if stack and len(runs) > 1:
             target = max(run.step for run in runs)  # a killed stack may have saved its members at different steps
             for run, out in zip(runs, outs):

@@ -133,7 +133,7 @@ def test_group_lr_sets_one_groups_rate():
     assert aae.base_lr["critic"] == 1e-4  # the AAE's own critic rate (release `adversary_lr`) stays
     with pytest.raises(ConfigError, match="group_lr names discriminator"):
         build_run(tiny("acai", group_lr={"discriminator": 1e-4}))
-    with pytest.raises(ConfigError, match="lr must be a positive finite"):
+    with pytest.raises(ConfigError, match="lr must be a finite number > 0"):
         tiny("acai", lr=float("inf"))
 
 

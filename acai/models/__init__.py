@@ -19,6 +19,7 @@ from .baseline import Baseline
 from .common import ModelDefinitionError, StepOutput, check_param_groups
 from .denoising import Denoising
 from .dropout import Dropout
+from .hparams import ConfigError, Hparams, describe, hparam
 from .regularizer import WithACAI, composed_hparams, regularize
 from .vae import VAE
 from .vqvae import VQVAE
@@ -36,10 +37,6 @@ REGULARIZED = "+acai"  # the suffix that adds the ACAI regulariser to a model
 COMPOSED = {f"{name}{REGULARIZED}": name for name in MODELS if name != "acai"}  # composed name -> its base
 NAMES = (*MODELS, *COMPOSED)  # every name `build` accepts
 _COMPOSED_HPARAMS = {name: composed_hparams(MODELS[base].Hparams) for name, base in COMPOSED.items()}
-
-
-class ConfigError(ValueError):
-    """A bad model name or hyper-parameter; the message says what is allowed."""
 
 
 def check_name(name: str) -> None:
@@ -77,8 +74,8 @@ def make_hparams(name: str, overrides: dict | None = None):
         allowed = ", ".join(known) or "none"
         raise ConfigError(f"model {name!r} has no hyper-parameter {', '.join(unknown)} (it has: {allowed})")
     try:
-        return cls(**overrides)
-    except (TypeError, ValueError) as error:
+        return cls(**overrides)  # Hparams parses every value by its declared type and checks its range
+    except ConfigError as error:
         raise ConfigError(f"model {name!r}: {error}") from None
 
 
@@ -92,5 +89,6 @@ def build(name: str, arch: Arch, **hparams):
     return model
 
 
-__all__ = ["COMPOSED", "MODELS", "NAMES", "Arch", "ConfigError", "ModelDefinitionError", "StepOutput", "WithACAI",
-           "base_model", "build", "check_name", "check_param_groups", "hparams_class", "make_hparams", "regularize"]
+__all__ = ["COMPOSED", "MODELS", "NAMES", "Arch", "ConfigError", "Hparams", "ModelDefinitionError", "StepOutput",
+           "WithACAI", "base_model", "build", "check_name", "check_param_groups", "describe", "hparam",
+           "hparams_class", "make_hparams", "regularize"]

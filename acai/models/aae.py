@@ -13,13 +13,14 @@ import torch.nn.functional as F
 
 from ..nets import Leaky, dense, mse
 from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
+from .hparams import Hparams, hparam
 
 
 @dataclass
-class AAEHparams:
-    critic_sizes: tuple[int, ...] = (100, 100)  # hidden dense layers (release `disc_layer_sizes`)
-    critic_lr: float = 1e-4  # release `adversary_lr`
-    adversarial_weight: float = 1.0
+class AAEHparams(Hparams):
+    critic_sizes: tuple[int, ...] = hparam((100, 100), ge=1)  # hidden dense layers (release `disc_layer_sizes`)
+    critic_lr: float = hparam(1e-4, gt=0)  # release `adversary_lr`
+    adversarial_weight: float = hparam(1.0, ge=0)
 
 
 def latent_critic(dz: int, sizes) -> nn.Sequential:

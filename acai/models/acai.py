@@ -12,13 +12,14 @@ import torch
 
 from ..nets import encoder, mse
 from .common import ConvAutoencoder, StepOutput
+from .hparams import Hparams, hparam
 
 
 @dataclass
-class ACAIHparams:
-    lam: float = 0.5  # λ of eq. 2 (release `advweight`)
-    gamma: float = 0.2  # γ of eq. 1 (release `reg`)
-    critic_depth: int | None = None  # release `advdepth`; None = the autoencoder's depth
+class ACAIHparams(Hparams):
+    lam: float = hparam(0.5, ge=0)  # λ of eq. 2 (release `advweight`)
+    gamma: float = hparam(0.2, ge=0, le=1)  # γ of eq. 1 (release `reg`), a mixing weight
+    critic_depth: int | None = hparam(None, ge=1)  # release `advdepth`; None = the autoencoder's depth
 
 
 def fold_alpha(alpha: torch.Tensor) -> torch.Tensor:

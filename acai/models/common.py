@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from ..nets import Arch, decoder, encoder
+from .hparams import Hparams
 
 
 @dataclass
@@ -75,7 +76,7 @@ def decode_alongside(decode, code: torch.Tensor, extra: torch.Tensor | None):
 
 
 @dataclass
-class NoHparams:
+class NoHparams(Hparams):
     """This model has no hyper-parameters beyond the architecture."""
 
 

@@ -7,11 +7,12 @@ import torch
 
 from ..nets import mse
 from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
+from .hparams import Hparams, hparam
 
 
 @dataclass
-class DenoisingHparams:
-    noise: float = 1.0  # σ of the additive Gaussian noise (release flag `noise`)
+class DenoisingHparams(Hparams):
+    noise: float = hparam(1.0, ge=0)  # σ of the additive Gaussian noise (release flag `noise`)
 
 
 class Denoising(ConvAutoencoder):

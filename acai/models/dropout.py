@@ -7,15 +7,12 @@ import torch
 
 from ..nets import mse
 from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
+from .hparams import Hparams, hparam
 
 
 @dataclass
-class DropoutHparams:
-    keep: float = 0.5  # keep probability (release flag `dropout`)
-
-    def __post_init__(self):
-        if not 0 < self.keep <= 1:
-            raise ValueError(f"keep must be in (0, 1], got {self.keep}")
+class DropoutHparams(Hparams):
+    keep: float = hparam(0.5, gt=0, le=1)  # keep probability (release flag `dropout`)
 
 
 class Dropout(ConvAutoencoder):

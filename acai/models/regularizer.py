@@ -52,6 +52,7 @@ from torch import nn
 from ..nets import Arch, encoder
 from .acai import ACAIHparams, critic_loss, fold_alpha
 from .common import ModelDefinitionError, StepOutput
+from .hparams import Hparams
 
 ALPHA = "alpha"  # the regulariser's key in a step's noise
 
@@ -155,19 +156,24 @@ def composed_hparams(base_hparams: type) -> type:
         raise ModelDefinitionError(f"{base_hparams.__name__} has the fields {', '.join(sorted(clash))}, which the "
                                    f"ACAI regulariser also names; rename them")
 
-    def copy(f):
+    def copy(f):  # the field with its declared type and range (metadata)
         if f.default_factory is not dataclasses.MISSING:
-            return f.name, f.type, dataclasses.field(default_factory=f.default_factory)
-        return f.name, f.type, dataclasses.field(default=f.default)
+            return f.name, f.type, dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+        return f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)
 
     def part(self, cls):
         return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(cls)})
 
-    namespace = {"__post_init__": lambda self: (self.base, self.acai),
+    def post_init(self):
+        Hparams.__post_init__(self)  # every field parsed by its declared type and range
+        self.base, self.acai  # and each part checks itself as a whole
+
+    namespace = {"__post_init__": post_init,
                  "base": property(lambda self: part(self, base_hparams)),
                  "acai": property(lambda self: part(self, ACAIHparams))}
     cls = dataclasses.make_dataclass(f"{base_hparams.__name__.removesuffix('Hparams')}WithACAIHparams",
-                                     [copy(f) for f in (*base_fields, *acai_fields)], namespace=namespace)
+                                     [copy(f) for f in (*base_fields, *acai_fields)], bases=(Hparams,),
+                                     namespace=namespace)
     cls.__module__ = __name__
     return cls
 

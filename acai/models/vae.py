@@ -12,12 +12,13 @@ import torch.nn.functional as F
 
 from ..nets import dense
 from .common import ConvAutoencoder, Pass, StepOutput, decode_alongside
+from .hparams import Hparams, hparam
 
 
 @dataclass
-class VAEHparams:
-    beta: float = 1.0  # weight of the KL term
-    interpolate_mean: bool = False  # the release interpolates sampled codes z, not μ
+class VAEHparams(Hparams):
+    beta: float = hparam(1.0, ge=0)  # weight of the KL term
+    interpolate_mean: bool = hparam(False)  # the release interpolates sampled codes z, not μ
 
 
 class VAE(ConvAutoencoder):

@@ -16,16 +16,17 @@ import torch.nn.functional as F
 
 from ..nets import dense, mse
 from .common import ConvAutoencoder, Pass, StepOutput
+from .hparams import Hparams, hparam
 
 
 @dataclass
-class VQVAEHparams:
-    codebook_log2: int = 14  # 2^14 entries (release `z_log_size`)
-    num_latents: int = 10
-    commitment: float = 10.0  # β (release `beta`)
-    decay: float = 0.999
-    epsilon: float = 1e-5  # Laplace smoothing of the EMA counts
-    hidden: int = 512  # release `filter_size`
+class VQVAEHparams(Hparams):
+    codebook_log2: int = hparam(14, ge=1, le=20)  # 2^14 entries (release `z_log_size`); 2^20 is already 4 GB at d_z 1024
+    num_latents: int = hparam(10, ge=1)
+    commitment: float = hparam(10.0, ge=0)  # β (release `beta`)
+    decay: float = hparam(0.999, ge=0, lt=1)  # EMA decay: at 1 the codebook would never move
+    epsilon: float = hparam(1e-5, gt=0)  # Laplace smoothing of the EMA counts
+    hidden: int = hparam(512, ge=1)  # release `filter_size`
 
 
 class VQVAE(ConvAutoencoder):
