@@ -13,7 +13,7 @@ import torch
 from .config import ConfigError, TrainConfig
 from .data import Capability, DataError, offers
 from .models import MODELS, NAMES
-from .train import RunFailed
+from .run import RunFailed
 
 
 PAPER_SAMPLES = 1 << 24
@@ -40,7 +40,7 @@ def output_path(text: str, what: str = "run folder", example: str = "runs/acai-l
 def saved_budget(out: Path) -> int | None:
     """The --samples of the run saved in `out`, if there is one."""
     from . import checkpoint as ckpt
-    from .train import CHECKPOINT
+    from .run import CHECKPOINT
 
     if not (out / CHECKPOINT).exists():
         return None
@@ -127,7 +127,7 @@ def cmd_train(args) -> None:
 def cmd_interpolate(args) -> None:
     from . import checkpoint as ckpt
     from .figures import grid_image, interpolation_rows, save_png
-    from .train import FAILED, load_run
+    from .run import FAILED, load_run
 
     if args.steps < 2:
         raise ConfigError(f"--steps {args.steps}: an interpolation needs at least 2 steps (its two ends); "
@@ -157,7 +157,7 @@ def cmd_interpolate(args) -> None:
 
 def cmd_samples(args) -> None:
     from .figures import random_code_images, samples_grid, save_png
-    from .train import load_run
+    from .run import load_run
 
     model = load_run(args.run).model
     path = save_png(samples_grid(random_code_images(model, args.count, args.seed)), args.out)

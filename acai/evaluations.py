@@ -28,7 +28,7 @@ from .data.base import Capability, offers
 from .nets import in_chunks, to_device
 
 if TYPE_CHECKING:
-    from .train import Run
+    from .run import Run
 
 STATES = ("ok", "constant", "collapsed", "diverged")  # worst last; see the module docstring
 

@@ -25,7 +25,7 @@ class Executor(Protocol):
 def one_line(error: BaseException) -> str:
     from .config import ConfigError
     from .data import DataError
-    from .train import RunFailed
+    from .run import RunFailed
 
     if isinstance(error, (ConfigError, DataError, RunFailed)):
         return str(error)

@@ -133,7 +133,7 @@ def figure3(folders: dict[str, Path], path, mode: str = "linear") -> Path:
     """One row per model: its interpolation between the same two lines (Figure 3; `mode` slerp:
     the same pair spherically interpolated)."""
     from .lines import LinesSource
-    from .train import load_run
+    from .run import load_run
 
     start, end = (LinesSource.batch_from_angles(np.array([a]))[0] for a in FIGURE3_ANGLES)
     ideal = LinesSource.batch_from_angles(np.linspace(*FIGURE3_ANGLES, 16))[0].numpy()  # (16, 1, 32, 32)
@@ -147,7 +147,7 @@ def figure3(folders: dict[str, Path], path, mode: str = "linear") -> Path:
 def interpolation_figure(folders: dict[str, Path], pairs: int, path, mode: str = "linear") -> Path:
     """Rows: for each model, `pairs` interpolations between the same test images (16 steps, `mode`
     linear or slerp)."""
-    from .train import load_run
+    from .run import load_run
 
     rows, labels = [], []
     for model, folder in folders.items():
@@ -180,7 +180,7 @@ def samples_grid(images: np.ndarray) -> Image.Image:
 
 def prior_samples(folder: Path, path, count: int = 64, seed: int = 0) -> Path:
     """Decode z ~ N(0, I) of a trained run: an 8 x 8 grid like Figure 4 (for the VAE)."""
-    from .train import load_run
+    from .run import load_run
 
     return save_png(samples_grid(random_code_images(load_run(folder).model, count, seed)), path)
 

@@ -34,7 +34,7 @@ from .represent import CLUSTER, PROBE
 from .status import run_state
 from .sweep import SWEEP, PixelUnit, RunSpec, SweepSpec, describe, finished, read_sweep
 from .tables import PAPER_PIXELS, TABLES, Cell, Measure, paper_text
-from .train import CHECKPOINT, FAILED, LOG, source_commit
+from .run import CHECKPOINT, FAILED, LOG, source_commit
 
 REPORT = "report.html"
 DRAWN = "report-files"  # grids the sweep did not write, drawn for the report

@@ -36,7 +36,7 @@ from .cluster import evaluate_clustering
 from .config import ConfigError
 from .data import Capability, get_source, offers
 from .nets import dense, in_chunks, to_device
-from .train import CHECKPOINT, derived_seed, load_run
+from .run import CHECKPOINT, derived_seed, load_run
 
 CLUSTER = "cluster.json"
 PROBE = "probe.json"

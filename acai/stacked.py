@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,7 +28,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .config import ConfigError, TrainConfig
 from .nets import to_device
-from .train import Run, lr_factor, set_learning_rates, step_losses, train_runs, update_groups
+from .run import Run, lr_factor, set_learning_rates, step_losses, update_groups
+from .train import train_runs
 
 
 class MemberStep(nn.Module):

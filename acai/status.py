@@ -17,7 +17,7 @@ from . import checkpoint as ckpt
 from .config import ConfigError
 from .slurm import LIVE, read_record, result, squeue
 from .sweep import finished, read_sweep
-from .train import CHECKPOINT, FAILED, LOG
+from .run import CHECKPOINT, FAILED, LOG
 
 
 def run_state(run, out) -> tuple[str, int, str]:

@@ -39,7 +39,7 @@ class Budget:
     eval_every: int
     eval_window: int  # reported value = median of the last this-many evaluations
     recipe: dict = field(default_factory=dict)  # TrainConfig fields that depart from the paper's recipe
-    hparams: dict = field(default_factory=dict)  # model -> hyper-parameters that depart from the release's
+    per_model: dict = field(default_factory=dict)  # model -> its own departures (TrainConfig fields, hparams)
     bfloat16: tuple[str, ...] = ()  # models that train in bfloat16 here (validated, see README)
 
     def config(self, model: str, paper_recipe: bool = False) -> dict:
@@ -48,17 +48,16 @@ class Budget:
         if not paper_recipe:
             values.update(self.recipe)
             values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
-            base = COMPOSED.get(model, model)  # vqvae+acai gets vqvae's departures too
-            if base in self.hparams:
-                values["hparams"] = dict(self.hparams[base])
+            values.update(self.per_model.get(COMPOSED.get(model, model), {}))  # vqvae+acai: vqvae's too
         return values
 
     def describe(self, paper_recipe: bool, precision: str) -> str:
-        if paper_recipe or not (self.recipe or self.hparams):
+        if paper_recipe or not (self.recipe or self.per_model):
             text = "the paper's recipe (Adam 1e-4, batch 64, constant rate)"
         else:
             text = ", ".join(f"{k}={v}" for k, v in self.recipe.items())
-            text += "".join(f"; {m}: {', '.join(f'{k}={v}' for k, v in hp.items())}" for m, hp in self.hparams.items())
+            text += "".join(f"; {m}: {', '.join(f'{k}={v}' for k, v in own.items())}"
+                            for m, own in self.per_model.items())
         if self.bfloat16 and precision == "preset" and not paper_recipe:
             text += f"; bfloat16 for {', '.join(self.bfloat16)}"
         return text
@@ -212,7 +211,7 @@ class SweepSpec:
 def finished(run: RunSpec, out) -> dict | None:
     """The metrics of a finished run (re-summarised with this run's window), else None.
     A folder that holds a finished run of other settings is an error, never silently reused."""
-    from .train import LOG, METRICS, summarise
+    from .run import LOG, METRICS, summarise
 
     folder = run.folder(out)
     if not (folder / METRICS).exists():
@@ -340,7 +339,7 @@ def check(spec: SweepSpec, units: list) -> None:
 
 def collect(spec: SweepSpec) -> tuple[dict, dict]:
     """Read every run of the sweep from its folder -> ({(data, dz): {model: {key: Cell}}}, rates)."""
-    from .train import FAILED
+    from .run import FAILED
 
     cells: dict = {}
     rates: dict = {}
@@ -464,7 +463,7 @@ def write_figures(spec: SweepSpec) -> list[Path]:
     from . import figures
     from .models import MODELS
     from .tables import PAPER_TABLE1
-    from .train import LOG
+    from .run import LOG
 
     written = []
     seed0 = {}

@@ -21,7 +21,8 @@ import torch
 from . import checkpoint as ckpt
 from .config import ConfigError
 from .data import Capability, DataError, offers
-from .train import CHECKPOINT, LOG, Hooks, load_run
+from .run import CHECKPOINT, LOG, load_run
+from .train import Hooks
 
 EVENTS = "tensorboard"  # RUN/tensorboard/
 CONVERTED = ".from-log"  # the suffix of the event files `convert` writes (replaced when converting again)

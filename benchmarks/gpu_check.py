@@ -34,8 +34,8 @@ import torch
 from acai.config import ConfigError, TrainConfig
 from acai.models import MODELS
 from acai.stacked import stack_runs, stacked_noise, stacked_step
-from acai.train import (build_run, evaluate, lr_factor, resolve_device, set_learning_rates, step_losses, to_device,
-                        train_step, update_groups)
+from acai.nets import to_device
+from acai.run import build_run, evaluate, lr_factor, resolve_device, set_learning_rates, step_losses, train_step, update_groups
 
 SAMPLES, EVAL_EVERY = 1 << 24, 1 << 16  # the paper's budget and evaluation interval
 SMALL = dict(scales=2, depth=4, latent=4, eval_pairs=8)  # tests/conftest.py's tiny network

@@ -33,12 +33,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-import acai.train as training
+import acai.run as run_module
 from acai.config import TrainConfig
 from acai.models import MODELS
 from acai.stacked import next_batch, stack_runs, stacked_step
 from acai.sweep import PRESETS, SweepSpec
-from acai.train import build_run, to_device, train_step
+from acai.nets import to_device
+from acai.run import build_run, train_step
 
 GPU_PEAK, CPU_PEAK, PER_OP = 67e12, 190e9, 8e-6  # FLOP/s, FLOP/s, seconds (see the docstring)
 BATCH, SEEDS, SAMPLES = 64, 5, 1 << 24
@@ -70,7 +71,7 @@ def make_run(model: str, data: str, dz: int | None, depth: int | None, seed: int
         return build_run(config)
     stand_in = SimpleNamespace(shape=shape, num_classes=10, train_batch=lambda seed, step, batch: (
         torch.rand(batch, *shape) * 2 - 1, torch.randint(0, 10, (batch,))))
-    with mock.patch.object(training, "get_source", lambda name, data_dir=None: stand_in):
+    with mock.patch.object(run_module, "get_source", lambda name, data_dir=None: stand_in):
         return build_run(config)
 
 

@@ -1,9 +1,11 @@
 """Does bfloat16 autocast keep a preset's Table 1 metrics within float32's seed-to-seed spread?
 
-    python benchmarks/precision_check.py [--preset cpu] [--seeds 3] [--models ...] [--workers 2]
-                                         [--out results/precision]
+    python benchmarks/precision_check.py [--preset quick] [--samples 196608] [--seeds 3] [--models ...]
+                                         [--workers 2] [--out results/precision]
 
-Reproduces Table 1 at the preset's budget and recipe twice, every model in
+Reproduces Table 1 with the preset's recipe (at --samples per run if given,
+evaluated every --eval-every samples, reported as the median of the last
+--window evaluations) twice, every model in
 float32 and every model in bfloat16 (`acai reproduce table1 --precision ...`,
 runs reused if present), then compares per model Mean Distance, Smoothness and
 the tandem probe's accuracy: mean ± std over seeds per precision, and whether
@@ -47,7 +49,10 @@ def fmt(values: np.ndarray, scale: float, digits: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    parser.add_argument("--preset", default="quick", choices=list(PRESETS))
+    parser.add_argument("--samples", type=int, default=None, help="per run (default: the preset's)")
+    parser.add_argument("--eval-every", type=int, default=16_384)
+    parser.add_argument("--window", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--workers", type=int, default=None)
@@ -55,8 +60,12 @@ def main() -> None:
     args = parser.parse_args()
     runs = {}
     for precision in ("float32", "bfloat16"):
-        spec = SweepSpec("table1", Path(args.out) / f"{args.preset}-{precision}", PRESETS[args.preset], args.seeds,
-                         tuple(args.models), precision=precision)
+        overrides = dict(eval_every=args.eval_every, eval_window=args.window)
+        if args.samples:
+            overrides["samples"] = args.samples
+        name = f"{args.preset}-{args.samples or 'preset'}-{precision}"
+        spec = SweepSpec("table1", Path(args.out) / name, PRESETS[args.preset], args.seeds, tuple(args.models),
+                         precision=precision, overrides=overrides)
         reproduce(spec, Local(args.workers))
         runs[precision] = {m: [finished(r, spec.out) for r in spec.runs() if r.model == m] for m in args.models}
     report = {}
@@ -82,8 +91,9 @@ def main() -> None:
         rate = summary["samples_per_second"]
         print(f"| {model} | " + " | ".join(cells) + f" | {verdict} | {rate['float32']:.0f} → {rate['bfloat16']:.0f} |")
     print("\npasses: " + ", ".join(m for m in args.models if report[m]["passes"]))
-    path = Path(__file__).parent / "results" / f"precision_check-{args.preset}.json"
-    path.write_text(json.dumps(dict(preset=args.preset, seeds=args.seeds, models=report), indent=1) + "\n")
+    path = Path(__file__).parent / "results" / f"precision_check-{args.preset}-{args.samples or 'preset'}.json"
+    path.write_text(json.dumps(dict(preset=args.preset, samples=args.samples, seeds=args.seeds, models=report),
+                               indent=1) + "\n")
     print(f"wrote {path}")
 
 

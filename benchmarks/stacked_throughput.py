@@ -22,7 +22,8 @@ import torch
 from acai.config import TrainConfig
 from acai.models import MODELS, NAMES
 from acai.stacked import stack_runs, stacked_noise, stacked_step
-from acai.train import build_run, to_device, train_step
+from acai.nets import to_device
+from acai.run import build_run, train_step
 
 
 def seconds_per_step(step, batches, warmup: int, device: torch.device) -> float:

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from acai.train import to_device, train_step
+from acai.nets import to_device
+from acai.run import train_step
 from train_throughput import BATCH, make_batches, make_run, out_of_place_activations, window
 
 

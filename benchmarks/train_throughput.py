@@ -52,11 +52,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import acai.train as training
+import acai.run as run_module
 from acai.config import ConfigError, TrainConfig
 from acai.models import COMPOSED, MODELS, NAMES
 from acai.nets import LEAK, Leaky
-from acai.train import build_run, to_device, train_step
+from acai.nets import to_device
+from acai.run import build_run, train_step
 
 BATCH = 64
 
@@ -110,7 +111,7 @@ def make_run(model: str, args, precision: str):
         return build_run(config)
     # SVHN's files are not needed to time it: build_run gets a stand-in with its shape and 10 classes.
     stand_in = SimpleNamespace(shape=(3, 32, 32), num_classes=10)
-    with mock.patch.object(training, "get_source", lambda name, data_dir=None: stand_in):
+    with mock.patch.object(run_module, "get_source", lambda name, data_dir=None: stand_in):
         return build_run(config)
 
 

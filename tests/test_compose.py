@@ -18,7 +18,8 @@ from acai.lines import LinesSource
 from acai.models import COMPOSED, MODELS, NAMES, build, make_hparams
 from acai.models.acai import critic_loss, fold_alpha
 from acai.models.regularizer import Regularizer, image_critic
-from acai.train import Hooks, build_run, load_run, step_losses, train, train_runs, train_step, update_groups
+from acai.run import build_run, load_run, step_losses, train_step, update_groups
+from acai.train import Hooks, train, train_runs
 
 from conftest import TINY, tiny_args, tiny_config, tiny_sweep
 

@@ -5,7 +5,8 @@ import torch
 from acai import checkpoint as ckpt
 from acai.cli import main
 from acai.config import ConfigError
-from acai.train import CHECKPOINT, evaluate, load_run, resolve_device, train
+from acai.run import CHECKPOINT, evaluate, load_run, resolve_device
+from acai.train import train
 
 from conftest import tiny_config
 

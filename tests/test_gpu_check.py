@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from acai.models import MODELS
-from acai.train import build_run, train_step
+from acai.run import build_run, train_step
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))

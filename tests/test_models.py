@@ -159,7 +159,7 @@ def test_vqvae_ema_update_by_hand():
 
 def test_vqvae_training_step_stores_the_ema_codebook():
     from acai.config import TrainConfig
-    from acai.train import build_run, train_step
+    from acai.run import build_run, train_step
 
     run = build_run(TrainConfig(model="vqvae", scales=2, depth=4, latent=4, hparams={"codebook_log2": 4}))
     x, y = run.source.train_batch(0, 0, 8)
@@ -232,7 +232,7 @@ def test_hparams_validation():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_few_hundred_steps_reduce_reconstruction_error(name):
     from acai.config import TrainConfig
-    from acai.train import build_run, train_step
+    from acai.run import build_run, train_step
 
     config = TrainConfig(model=name, scales=2, depth=4, latent=4, seed=0, lr=1e-3,
                          hparams={"codebook_log2": 6} if name == "vqvae" else {})

@@ -8,7 +8,8 @@ from acai.cli import main
 from acai.config import ConfigError, TrainConfig
 from acai.nets import mse
 from acai.stacked import train_stacked
-from acai.train import build_run, evaluate, train, train_step
+from acai.run import build_run, evaluate, train_step
+from acai.train import train
 
 from conftest import tiny_config
 

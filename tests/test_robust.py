@@ -19,7 +19,8 @@ from acai.cli import main
 from acai.config import ConfigError, TrainConfig
 from acai.represent import cluster_run, run_probe
 from acai.tables import TABLES, Cell, render
-from acai.train import CHECKPOINT, FAILED, load_run, train
+from acai.run import CHECKPOINT, FAILED, load_run
+from acai.train import train
 
 from conftest import tiny_args, tiny_config
 

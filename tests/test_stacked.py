@@ -8,7 +8,8 @@ from acai.cli import main
 from acai.config import ConfigError
 from acai.models import MODELS
 from acai.stacked import next_batch, stack_runs, stacked_step, train_stacked
-from acai.train import Hooks, build_run, load_run, train, train_step
+from acai.run import build_run, load_run, train_step
+from acai.train import Hooks, train
 
 from conftest import tiny_args, tiny_config, tiny_sweep
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from acai.config import ConfigError, TrainConfig
-import acai.train as training
-from acai.train import Hooks, build_run, summarise, train, train_step
+import acai.run as run_module
+from acai.run import build_run, summarise, train_step
+from acai.train import Hooks, train
 
 from conftest import tiny_config
 
@@ -115,7 +116,7 @@ def test_config_rejects_bad_values():
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
-    from acai.train import lr_factor
+    from acai.run import lr_factor
 
     paper = tiny("baseline")
     assert all(lr_factor(paper, step) == 1.0 for step in range(paper.steps))  # the paper: constant
@@ -157,7 +158,7 @@ def test_an_evaluation_names_the_models_state():
         last = run.model.decoder[-1]
         last.weight.zero_()
         last.bias.fill_(1.0)
-    result = training.evaluate(run)
+    result = run_module.evaluate(run)
     assert result["state"] == "collapsed" and result["mean_distance"] > 0.5
 
 
