@@ -28,7 +28,8 @@ from .config import BFLOAT16_CHECKED, ConfigError, TrainConfig
 from .evaluations import worst_state
 from .nets import to_device
 from .progress import Display, Progress, Silent
-from .run import FAILED, LOSS_EVERY, Run, RunFailed, check_room, evaluate, finish, open_run, save_checkpoint, train_step
+from .run import (FAILED, LOSS_EVERY, Run, RunFailed, check_room, evaluate, finish, keep_freed_memory, open_run,
+                  save_checkpoint, train_step)
 
 class Stepper(Protocol):
     """Advances a stack of runs by one training step each."""
@@ -222,6 +223,8 @@ def train_runs(configs: list[TrainConfig], outs: list, resume: bool = False, pro
         from .stacked import StackedStepper, check_stackable  # stacked.py builds on this module
 
         check_stackable(configs, outs)
+    if any(config.device != "cuda" for config in configs):
+        keep_freed_memory()
     with ExitStack() as held:
         for out in outs:
             held.enter_context(ckpt.folder_lock(out))  # one writer per run folder

@@ -46,7 +46,10 @@ class ACAI(ConvAutoencoder):
         self.critic = encoder(arch, depth=self.hp.critic_depth)
 
     def critique(self, images):
-        return self.critic(images).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
+        # channels-last for oneDNN, as every other network input: a 1-channel image passes for either
+        # layout, and a blend computed from NCHW-strided pieces sent the critic's first scale down the
+        # slow path with 5 layout copies a step (benchmarks: 0.66 -> 0.80 of the release's speed).
+        return self.critic(images.to(memory_format=torch.channels_last)).mean(dim=(1, 2, 3))  # (B, C, H, W) -> (B,)
 
     def draw_noise(self, batch, generator, device, dtype):
         return {"alpha": torch.rand(batch, 1, 1, 1, generator=generator, device=device, dtype=dtype)}  # U[0, 1]
@@ -57,8 +60,12 @@ class ACAI(ConvAutoencoder):
         alpha = fold_alpha(noise["alpha"])  # (B, 1, 1, 1)
         z_mix = alpha * z + (1 - alpha) * z.flip(0)  # each code with the reversed batch's
         reconstruction, x_mix = self.decode(torch.cat([z, z_mix])).split(batch)  # one decoder pass
-        blend = self.hp.gamma * x + (1 - self.hp.gamma) * reconstruction
-        d_mix, d_blend = self.critique(torch.cat([x_mix, blend])).split(batch)  # one critic pass
+        d_mix = self.critique(x_mix)  # (B,): eq. 1 and eq. 2 both read it
+        # The blend enters eq. 1 only, whose gradient trains the critic only (the release's
+        # var_list=disc_vars): with x̂ detached the autoencoder's backward crosses the critic for the B
+        # mixtures alone, not for 2B images.
+        blend = self.hp.gamma * x + (1 - self.hp.gamma) * reconstruction.detach()
+        d_blend = self.critique(blend)  # (B,)
         alpha = alpha.view(batch)
         return StepOutput(
             losses={"ae": autoencoder_loss(reconstruction, x, d_mix, self.hp.lam),

@@ -18,7 +18,7 @@ What is mixed is, for every base, what its interpolation mixes at evaluation
 (`encode(x)`), so that the critic judges exactly the images the lines metrics
 score; the mixtures are decoded in the base's own decoder pass (`training_pass`,
 acai/models/common.py), so the regulariser costs one decoder pass over B more
-codes and one critic pass over 2B images, never a second forward of the base:
+codes and the critic over B mixtures and B blends, never a second forward of the base:
 
   baseline   the encoder output z (then `baseline+acai` is `acai`, update for update)
   dropout    the undropped code z; the reconstruction the critic's blend uses is the
@@ -74,6 +74,8 @@ class Regularizer(nn.Module):
         self.critic, self.lam, self.gamma = critic, lam, gamma
 
     def critique(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() == 4:  # channels-last for oneDNN (see acai.models.acai.ACAI.critique)
+            images = images.to(memory_format=torch.channels_last)
         out = self.critic(images)
         return out.mean(dim=tuple(range(1, out.dim()))) if out.dim() > 1 else out  # (B,)
 
@@ -86,10 +88,11 @@ class Regularizer(nn.Module):
     def terms(self, x: torch.Tensor, reconstruction: torch.Tensor, mixed: torch.Tensor,
               alpha: torch.Tensor) -> RegularizerTerms:
         """x, reconstruction, mixed: (B, ...) images; alpha: the (B) folded coefficients of `mixed`.
-        One critic pass over the mixtures and the blends γx + (1-γ)x̂."""
+        The critic reads the mixtures, then the blends γx + (1-γ)x̂ with x̂ detached: eq. 1 trains the critic
+        only, so only the mixtures' critic pass needs a path back into the autoencoder (as ACAI does)."""
         batch = len(x)
-        blend = self.gamma * x + (1 - self.gamma) * reconstruction
-        d_mix, d_blend = self.critique(torch.cat([mixed, blend])).split(batch)
+        d_mix = self.critique(mixed)
+        d_blend = self.critique(self.gamma * x + (1 - self.gamma) * reconstruction.detach())
         return RegularizerTerms(self.lam * d_mix.pow(2).mean(), critic_loss(d_mix, alpha.reshape(batch), d_blend),
                                 d_mix.detach().abs().mean())
 
@@ -193,7 +196,7 @@ class Regularized(nn.Module):
     """Your encoder and decoder with the ACAI regulariser (made by `regularize`).
 
     model(x, u) with u ~ U[0, 1] of shape (B,) -> OwnStep, from one encoder pass, one decoder
-    pass over the codes and their mixtures, and one critic pass. model.backward(ae_loss,
+    pass over the codes and their mixtures, and the critic over the mixtures and the blends. model.backward(ae_loss,
     critic_loss) sets the gradients: ae_loss's of the autoencoder's parameters only and
     critic_loss's of the critic's only (eq. 2's term reaches the critic's weights too, and eq. 1
     the autoencoder's; neither may be applied there). encode/decode make it a model that
