@@ -8,6 +8,10 @@ class here and one entry in that list.
 A lines evaluation also says what state the model is in, so that a table never
 shows a collapsed model as merely "undefined":
   ok         the decoded interpolations are lines and move;
+  mean image the decoded images are about as far from the lines as the mean
+             training image (a blurred disc) is: the model has not yet learned to
+             draw lines (every model spends its first samples here). Its
+             Smoothness, if defined, describes blobs, not lines;
   constant   every interpolation starts and ends on the same line (smoothness
              undefined): the model draws one image, typically the mean image;
   collapsed  the decoded images are further from every line than twice the
@@ -30,7 +34,8 @@ from .nets import in_chunks, to_device
 if TYPE_CHECKING:
     from .run import Run
 
-STATES = ("ok", "constant", "collapsed", "diverged")  # worst last; see the module docstring
+STATES = ("ok", "constant", "mean image", "collapsed", "diverged")  # worst last; see the module docstring
+MEAN_IMAGE_FRACTION = 0.75  # a Mean Distance above this fraction of the mean image's is "mean image"
 
 
 class Evaluation(Protocol):
@@ -68,6 +73,8 @@ def lines_state(mean_distance: float, smoothness: float) -> str:
         return "diverged"
     if mean_distance > 2 * mean_image_distance():
         return "collapsed"
+    if mean_distance >= MEAN_IMAGE_FRACTION * mean_image_distance():
+        return "mean image"
     return "constant" if math.isnan(smoothness) else "ok"
 
 

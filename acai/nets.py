@@ -98,6 +98,15 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True, memory_format=torch.channels_last) if x.dim() == 4 else x.to(device)
 
 
+def channels_last(images: torch.Tensor) -> torch.Tensor:
+    """Restride (B, C, H, W) images channels-last for oneDNN; anything else is returned as it is.
+    Inside torch.func.vmap (stacked seeds) a batched tensor is 5-d underneath and cannot take that
+    layout: vmap turns the convolutions into grouped ones there, which choose their own layout."""
+    if images.dim() != 4 or torch._C._functorch.is_batchedtensor(images):
+        return images
+    return images.to(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def in_chunks(fn, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     """fn over x in slices of `chunk` rows, concatenated: bounded memory for large evaluations."""

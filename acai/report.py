@@ -39,7 +39,7 @@ from .run import CHECKPOINT, FAILED, LOG, source_commit
 REPORT = "report.html"
 DRAWN = "report-files"  # grids the sweep did not write, drawn for the report
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-FLAGGED = ("constant", "collapsed")  # what an evaluation may find: a done run so flagged is marked
+FLAGGED = ("constant", "mean image", "collapsed")  # what an evaluation may find: a done run so flagged is marked
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 16px;color:#222}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.best{font-weight:700}.better{color:#17702c}.worse{color:#b02a1e}

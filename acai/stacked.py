@@ -141,8 +141,8 @@ def check_stackable(configs: list[TrainConfig], outs: list[Path]) -> None:
     if len({c.seed for c in configs}) < len(configs) or len(set(outs)) < len(outs):
         raise ConfigError("stacked members need distinct seeds and distinct output folders")
     if first["precision"] != "float32":  # torch.autocast is silently ignored inside torch.func.vmap
-        raise ConfigError(f"stacked seeds train in float32 only (autocast does not work under vmap); "
-                          f"drop --precision {first['precision']} or train the seeds one at a time")
+        raise ConfigError(f"stacked seeds train in float32 only (autocast does not work under vmap), these are "
+                          f"{first['precision']}; use --precision float32, or train the seeds one at a time")
 
 
 def train_stacked(configs: list[TrainConfig], outs: list, resume: bool = False, progress: bool = True,

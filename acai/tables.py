@@ -118,10 +118,11 @@ class Cell:
 
     @property
     def usable(self) -> list[float]:
-        return [v for v, s in zip(self.values, self.states) if math.isfinite(v) and s not in ("collapsed", "diverged")]
+        return [v for v, s in zip(self.values, self.states) if math.isfinite(v) and s in ("ok", "constant")]
 
     def eligible(self) -> bool:
-        """May it be 'best'? Only if every seed gave a finite value and none collapsed or diverged."""
+        """May it be 'best'? Only if every seed gave a finite value from a model that draws lines (not
+        the mean image) and none collapsed or diverged."""
         return bool(self.values) and len(self.usable) == len(self.values)
 
     def mean_std(self) -> tuple[float, float]:
@@ -136,7 +137,7 @@ class Cell:
         else:
             body = f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if defined > 1 else "")
         flags = []
-        for state in ("collapsed", "diverged"):
+        for state in ("mean image", "collapsed", "diverged"):
             count = self.states.count(state)
             if count:
                 flags.append(f"{count} of {n} {state}" if n > 1 else state)
@@ -198,7 +199,7 @@ def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), ra
     lines += regularizer_effect(table, cells, rates)
     lines += [""] + verdicts + [f"{seeds} seed{'s' if seeds > 1 else ''} per model; cells are mean ± std over "
                                 f"seeds; **bold** = best of ours among models whose every seed is defined and "
-                                f"neither collapsed nor diverged."]
+                                f"that draws lines (not the mean image), neither collapsed nor diverged."]
     lines += list(table.notes)
     return "\n".join(lines) + "\n", rows
 

@@ -150,7 +150,9 @@ def test_an_evaluation_names_the_models_state():
 
     assert 0.029 < mean_image_distance() < 0.030  # the blurred disc every model draws first
     assert lines_state(0.004, 0.12) == "ok"
-    assert lines_state(0.030, math.nan) == "constant"  # one image for every code: smoothness undefined
+    assert lines_state(0.030, math.nan) == "mean image"  # the blurred disc for every code
+    assert lines_state(0.030, 0.08) == "mean image"  # a defined smoothness of blobs is no line's
+    assert lines_state(0.010, math.nan) == "constant"  # one line for every code: smoothness undefined
     assert lines_state(0.9, 0.5) == "collapsed"  # nothing near any line
     assert lines_state(math.nan, math.nan) == "diverged"
     run = build_run(tiny("baseline"))

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..nets import Arch, encoder
+from ..nets import Arch, channels_last, encoder
 from .acai import ACAIHparams, critic_loss, fold_alpha
 from .common import ModelDefinitionError, StepOutput
 from .hparams import Hparams
@@ -74,9 +74,7 @@ class Regularizer(nn.Module):
         self.critic, self.lam, self.gamma = critic, lam, gamma
 
     def critique(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() == 4:  # channels-last for oneDNN (see acai.models.acai.ACAI.critique)
-            images = images.to(memory_format=torch.channels_last)
-        out = self.critic(images)
+        out = self.critic(channels_last(images))  # oneDNN's layout (see acai.models.acai.ACAI.critique)
         return out.mean(dim=tuple(range(1, out.dim()))) if out.dim() > 1 else out  # (B,)
 
     @staticmethod
@@ -118,6 +116,18 @@ class WithACAI(nn.Module):
         self.critic_group = "acai_critic" if "critic" in base.GROUPS else "critic"
         self.GROUPS = {**{group: tuple(f"base.{name}" for name in modules) for group, modules in base.GROUPS.items()},
                        self.critic_group: ("regularizer",)}
+
+    # The codes and the prior are the base's: the regulariser adds a critic, not a latent space.
+    @property
+    def CODES(self) -> str:
+        return self.base.CODES
+
+    @property
+    def PRIOR(self):
+        return self.base.PRIOR
+
+    def random_codes(self, count, generator):
+        return self.base.random_codes(count, generator)
 
     def encode(self, x, generator=None):
         return self.base.encode(x, generator)
