@@ -28,8 +28,8 @@ from .config import BFLOAT16_CHECKED, ConfigError, TrainConfig
 from .evaluations import worst_state
 from .nets import to_device
 from .progress import Display, Progress, Silent
-from .run import (FAILED, LOSS_EVERY, Run, RunFailed, check_room, evaluate, finish, keep_freed_memory, open_run,
-                  save_checkpoint, train_step)
+from .run import (FAILED, LOSS_EVERY, Run, RunFailed, check_room, evaluate, finish, keep_freed_memory,
+                  native_bfloat16, open_run, resolve_device, save_checkpoint, train_step)
 
 class Stepper(Protocol):
     """Advances a stack of runs by one training step each."""
@@ -250,9 +250,14 @@ def train_runs(configs: list[TrainConfig], outs: list, resume: bool = False, pro
 
 
 def warn_precision(config: TrainConfig) -> None:
-    if config.precision == "bfloat16" and config.model not in BFLOAT16_CHECKED:
+    if config.precision != "bfloat16":
+        return
+    if config.model not in BFLOAT16_CHECKED:
         warnings.warn(f"bfloat16 is not checked for {config.model} (its lines metrics left float32's seed spread, "
                       f"see benchmarks/precision_check.py); use --precision float32 for paper numbers", stacklevel=3)
+    if not native_bfloat16(resolve_device(config.device)):
+        warnings.warn(f"bfloat16 is emulated on this {config.device} (no AVX-512 BF16 or AMX): it trains several times "
+                      f"slower than float32 here; use --precision float32", stacklevel=3)
 
 
 def train(config: TrainConfig, out, resume: bool = False, progress: bool | Progress = True,
