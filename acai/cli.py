@@ -14,6 +14,8 @@ from .config import ConfigError, TrainConfig
 from .data import Capability, DataError, offers
 from .models import MODELS, NAMES
 from .run import RunFailed
+from .sweep import PRESETS
+from .tables import TABLES
 
 
 PAPER_SAMPLES = 1 << 24
@@ -326,8 +328,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper (a sweep of runs)")
-    p.add_argument("what", choices=["table1", "table2", "table3", "figures"])
-    p.add_argument("--preset", default="quick", choices=["quick", "cpu", "paper"])
+    p.add_argument("what", choices=list(TABLES))  # a table is a description in acai/tables.py
+    p.add_argument("--preset", default="quick", choices=list(PRESETS))
     p.add_argument("--datasets", nargs="+", default=None, help="subset of the data sets (table2/3, figures)")
     p.add_argument("--latents", nargs="+", type=positive_int, default=None,
                    help="latent sizes d_z (default: the paper's; quick: the first only)")

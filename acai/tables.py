@@ -197,9 +197,10 @@ def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), ra
             rows.append(row)
     lines += list(extra_rows)
     lines += regularizer_effect(table, cells, rates)
+    draws = "that draws lines (not the mean image), " if any(data == "lines" for data, _ in cells) else ""
     lines += [""] + verdicts + [f"{seeds} seed{'s' if seeds > 1 else ''} per model; cells are mean ± std over "
                                 f"seeds; **bold** = best of ours among models whose every seed is defined and "
-                                f"that draws lines (not the mean image), neither collapsed nor diverged."]
+                                f"{draws}neither collapsed nor diverged."]
     lines += list(table.notes)
     return "\n".join(lines) + "\n", rows
 

@@ -42,6 +42,19 @@ def tiny_args(model: str = "acai", **overrides) -> list[str]:
     return flags + [f"--hp={k}={v}" for k, v in SMALL_HPARAMS.get(base_model(model), {}).items()] + ["--quiet"]
 
 
+def kill_midway(config: TrainConfig, out) -> None:
+    """Train `config` into `out` and die on the way to its third evaluation, as a killed process
+    would (the fault comes through the loop's hook, not a patched module)."""
+    from acai.train import Hooks, train
+
+    def die(step):
+        if step == 2 * config.eval_every_steps + 3:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        train(config, out, progress=False, hooks=Hooks(after_step=die))
+
+
 @pytest.fixture(scope="session")
 def reference():
     if not REFERENCE.exists():

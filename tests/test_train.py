@@ -9,9 +9,9 @@ import torch
 from acai.config import ConfigError, TrainConfig
 import acai.run as run_module
 from acai.run import build_run, summarise, train_step
-from acai.train import Hooks, train
+from acai.train import train
 
-from conftest import tiny_config
+from conftest import kill_midway, tiny_config
 
 
 def tiny(model="acai", **overrides):
@@ -70,13 +70,7 @@ def test_same_seed_same_run(tmp_path):
 def test_killed_run_resumes_to_identical_metrics(tmp_path, model):
     config = tiny(model)
     whole = train(config, tmp_path / "whole", progress=False)
-
-    def die(step):  # the process dies on its way to the third evaluation
-        if step == 2 * config.eval_every_steps + 3:
-            raise SystemExit("killed")
-
-    with pytest.raises(SystemExit):
-        train(config, tmp_path / "killed", progress=False, hooks=Hooks(after_step=die))
+    kill_midway(config, tmp_path / "killed")  # dies on its way to the third evaluation
     assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 2
     with pytest.raises(ConfigError, match="--resume"):
         train(config, tmp_path / "killed", progress=False)
