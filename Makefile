@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (Python 3.10+ with venv):
-#   make quick   installs acai and reproduces Table 1 with the quick preset (~20 min on 2 cores)
+#   make quick   installs acai and reproduces Table 1 with the quick preset, 3 seeds (README: its time by machine)
 #   make test    installs acai and runs the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
