@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .run import Run
 
 STATES = ("ok", "constant", "mean image", "collapsed", "diverged")  # worst last; see the module docstring
+UNRANKED = ("mean image", "collapsed", "diverged")  # states a table flags and never ranks "best"
 MEAN_IMAGE_FRACTION = 0.75  # a Mean Distance above this fraction of the mean image's is "mean image"
 
 

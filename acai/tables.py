@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checkpoint as ckpt
+from .evaluations import UNRANKED
 from .models import COMPOSED
 
 # Table 1 of the paper: Mean Distance (x10^-3) and Smoothness, mean ± std over 5 runs.
@@ -118,7 +119,7 @@ class Cell:
 
     @property
     def usable(self) -> list[float]:
-        return [v for v, s in zip(self.values, self.states) if math.isfinite(v) and s in ("ok", "constant")]
+        return [v for v, s in zip(self.values, self.states) if math.isfinite(v) and s not in UNRANKED]
 
     def eligible(self) -> bool:
         """May it be 'best'? Only if every seed gave a finite value from a model that draws lines (not
@@ -137,7 +138,7 @@ class Cell:
         else:
             body = f"{scale * mean:.{digits}f}" + (f" ± {scale * std:.{digits}f}" if defined > 1 else "")
         flags = []
-        for state in ("mean image", "collapsed", "diverged"):
+        for state in UNRANKED:
             count = self.states.count(state)
             if count:
                 flags.append(f"{count} of {n} {state}" if n > 1 else state)
