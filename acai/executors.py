@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -59,16 +60,30 @@ def _start_worker(threads: int, queue) -> None:
     torch.set_num_threads(threads)
     global _QUEUE
     _QUEUE = queue
+    # Between units a stop request only marks the worker stopped (a unit's training loop handles it
+    # itself: it saves, then stops). Without this an idle worker dies on Ctrl-C and breaks the pool.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _note_stop)
 
 
 _QUEUE = None
+_STOPPED = False  # set once this worker was asked to stop: it starts no further unit
+
+
+def _note_stop(signum, frame) -> None:
+    global _STOPPED
+    _STOPPED = True
 
 
 def _run_in_worker(unit) -> str | None:
+    global _STOPPED
+    if _STOPPED:  # a unit the pool had already handed over before the sweep was stopped
+        return "not started: the sweep was stopped"
     try:
         unit(QueueProgress(_QUEUE, f"worker{os.getpid()}"))
         return None
-    except KeyboardInterrupt:  # Ctrl-C reached the whole process group: the loop saved first
+    except KeyboardInterrupt:  # Ctrl-C to the process group or SIGTERM from the submitter: the loop saved first
+        _STOPPED = True
         return "interrupted; its checkpoint is saved"
     except Exception as error:
         if not isinstance(error, (ValueError, RuntimeError)):
@@ -101,6 +116,7 @@ class Local:
         listener.start()
         failures = {}
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(threads, queue))
+        previous = _raise_on_sigterm()
         try:
             futures = {pool.submit(_run_in_worker, unit): unit for unit in units}
             for future in as_completed(futures):
@@ -108,14 +124,35 @@ class Local:
                 failures[unit.id] = future.result()
                 if failures[unit.id]:
                     display.write(f"{unit.id}: failed: {failures[unit.id]}")
-        except KeyboardInterrupt:  # the running units save at their next step; start no others
+        except KeyboardInterrupt as stop:  # the running units save at their next step; start no others
+            if getattr(stop, "signum", signal.SIGINT) != signal.SIGINT:
+                # Ctrl-C reaches the whole process group; SIGTERM (kill, a scheduler) reaches only this
+                # process, and workers left running would go on taking queued units with no one to report to.
+                for worker in multiprocessing.active_children():
+                    os.kill(worker.pid, signal.SIGTERM)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             pool.shutdown(wait=True)
             queue.put(None)
             listener.join(timeout=5)
         return failures
+
+
+def _raise_on_sigterm():
+    """SIGTERM to the submitting process -> Interrupted(SIGTERM), as Ctrl-C gives KeyboardInterrupt;
+    -> the handler it replaced (None outside the main thread, where signals cannot be caught)."""
+    from .train import Interrupted
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def _forward(queue, display: SweepDisplay) -> None:

@@ -1,5 +1,10 @@
 """The reproduce layer: a sweep's units, its executors and `acai status`, on tiny runs."""
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +58,43 @@ def test_status_names_each_runs_state(tmp_path, capsys):
     assert "resumable" in out.split("lines-dz64/vae/seed0")[1].split("\n")[0]
     assert "lacks 1 run" in out
     assert main(["status", str(tmp_path / "nothing")]) == 2
+
+
+# A submitting process, as `acai reproduce` is one: one local worker, three baseline runs long enough
+# (~1 min each) to be caught in the first.
+SUBMITTER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from conftest import tiny_sweep
+from acai.executors import Local
+from acai.sweep import reproduce
+spec = tiny_sweep("table1", sys.argv[2], models=("baseline",), seeds=3,
+                  overrides=dict(samples=200_000, eval_every=100_000))
+try:
+    reproduce(spec, Local(workers=1, threads=1), progress=False)
+except KeyboardInterrupt as stop:
+    sys.exit(128 + stop.signum)
+"""
+
+
+def test_sigterm_to_a_local_sweep_stops_its_workers(tmp_path):
+    """kill (SIGTERM) reaches only the submitter, not its workers: they must still save and stop, and
+    take no queued unit, rather than train on as orphans (the pool hands each worker its next unit early)."""
+    runs = tmp_path / "runs" / "lines-dz64" / "baseline"
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: an orphaned worker would hold a pipe open
+    with log.open("w") as stderr:
+        submitter = subprocess.Popen([sys.executable, "-c", SUBMITTER, str(Path(__file__).parent), str(tmp_path)],
+                                     stderr=stderr)
+    checkpoint = runs / "seed0" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists():  # written before the first step
+        assert time.time() < deadline and submitter.poll() is None, log.read_text()
+        time.sleep(0.1)
+    time.sleep(1)
+    saved = checkpoint.stat().st_mtime_ns
+    submitter.send_signal(signal.SIGTERM)
+    assert submitter.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()
+    assert checkpoint.stat().st_mtime_ns > saved  # the worker saved its run on the way out
+    time.sleep(3)  # time enough for an orphaned worker to start the next unit
+    assert not (runs / "seed0" / "metrics.json").exists()
+    assert not (runs / "seed1").exists() and not (runs / "seed2").exists()
