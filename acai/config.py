@@ -107,8 +107,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def trained_fields(self) -> dict:
-        """What identifies the training itself (a finished run is reused only if these match)."""
-        return {k: v for k, v in self.to_dict().items() if k not in REPORTING_FIELDS}
+        """What identifies the training itself (a finished run is reused only if these match). The lines
+        are drawn, not read, so a lines run's data_dir (stored by older sweeps) identifies nothing."""
+        ignored = REPORTING_FIELDS + (("data_dir",) if self.data == "lines" else ())
+        return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
     @property
     def steps(self) -> int:

@@ -11,7 +11,7 @@ import torch
 
 from acai.cli import main
 from acai.executors import Inline, Local
-from acai.sweep import plan, reproduce
+from acai.sweep import finished, plan, reproduce
 
 from conftest import tiny_sweep
 
@@ -46,6 +46,14 @@ def test_local_workers_give_the_inline_table(tmp_path):
         for key in ("mean_distance_values", "smoothness_values"):
             assert a[key] == pytest.approx(b[key], nan_ok=True), key
     assert (tmp_path / "local" / "curves.png").stat().st_size > 10_000
+
+
+def test_a_data_dir_leaves_lines_runs_as_they_are(tmp_path):
+    """`reproduce figures --datasets lines mnist --data-dir D` after `reproduce table1` (no data dir)
+    reuses table1's lines runs rather than calling them runs of other settings."""
+    reproduce(tiny_sweep("table1", tmp_path, models=("baseline",)), Inline(), progress=False)
+    again = tiny_sweep("figures", tmp_path, models=("baseline",), datasets=("lines",), data_dir=str(tmp_path / "data"))
+    assert [finished(run, tmp_path) is not None for run in again.runs()] == [True]
 
 
 def test_status_names_each_runs_state(tmp_path, capsys):
