@@ -124,12 +124,12 @@ class Local:
                 failures[unit.id] = future.result()
                 if failures[unit.id]:
                     display.write(f"{unit.id}: failed: {failures[unit.id]}")
-        except KeyboardInterrupt as stop:  # the running units save at their next step; start no others
-            if getattr(stop, "signum", signal.SIGINT) != signal.SIGINT:
-                # Ctrl-C reaches the whole process group; SIGTERM (kill, a scheduler) reaches only this
-                # process, and workers left running would go on taking queued units with no one to report to.
-                for worker in multiprocessing.active_children():
-                    os.kill(worker.pid, signal.SIGTERM)
+        except KeyboardInterrupt:  # the running units save at their next step; start no others
+            # Ctrl-C at a terminal reaches the whole process group, but `kill` (SIGTERM or SIGINT) or a
+            # scheduler reaches only this process, and workers left running would go on taking queued
+            # units with no one to report to. A worker that got Ctrl-C too only hears the request again.
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid, signal.SIGTERM)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:

@@ -187,8 +187,9 @@ class SweepSpec:
         return RunSpec(data, dz, model, seed, config)
 
     def runs(self) -> list[RunSpec]:
+        seeds = min(self.seeds, self.table.seeds_drawn or self.seeds)  # figures: seed 0's runs only
         return [self.run(data, dz, model, seed) for data in self.datasets for dz in self.latent_sizes(data)
-                for model in self.models for seed in range(self.seeds)]
+                for model in self.models for seed in range(seeds)]
 
     def probe_options(self) -> dict:
         """The probe on final codes: the tandem probe's protocol, 16 evaluations, median of the last 3."""

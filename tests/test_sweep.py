@@ -56,6 +56,13 @@ def test_a_data_dir_leaves_lines_runs_as_they_are(tmp_path):
     assert [finished(run, tmp_path) is not None for run in again.runs()] == [True]
 
 
+def test_figures_train_only_the_seed_they_draw(tmp_path):
+    """The figures draw seed 0: at a preset of 3 seeds they must not train seeds 1 and 2 (an ACAI run on
+    MNIST is half an hour on a laptop)."""
+    units = plan(tiny_sweep("figures", tmp_path, models=("baseline",), datasets=("lines",), seeds=3))
+    assert [unit.id for unit in units] == ["lines-dz64/baseline/seed0"]
+
+
 def test_status_names_each_runs_state(tmp_path, capsys):
     spec = tiny_sweep("table1", tmp_path, models=("baseline", "vae"), seeds=1)
     reproduce(spec, Inline(), progress=False)
