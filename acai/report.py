@@ -180,7 +180,7 @@ def table_html(spec: SweepSpec, runs: dict[str, RunView]) -> str:
     lines.append("</table>")
     if table.pixel_baseline:
         for data in spec.datasets:
-            result = PixelUnit(str(spec.out), data, spec.data_dir, spec.probe_options()).result()
+            result = PixelUnit(str(spec.out), data, spec.data_dir, spec.pixel_options()).result()
             ours = f"{result['accuracy']:.2f} %" if result else "not measured"
             lines.append(f'<p class="note">Dense layer on the raw pixels of {data}: {ours} '
                          f"(paper {PAPER_PIXELS.get(data, math.nan):.2f} %).</p>")
