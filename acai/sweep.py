@@ -180,10 +180,8 @@ class SweepSpec:
         if self.precision != "preset":
             values["precision"] = self.precision
         values.update(self.overrides)
-        # lines are drawn, not read: a --data-dir given for the image data sets of the same sweep
-        # must not make its lines runs differ from those of a sweep without one (figures after table1)
         config = TrainConfig(model=model, data=data, dz=None if data == "lines" else dz, seed=seed,
-                             device=self.device, data_dir=None if data == "lines" else self.data_dir, **values)
+                             device=self.device, data_dir=self.data_dir, **values)
         return RunSpec(data, dz, model, seed, config)
 
     def runs(self) -> list[RunSpec]:

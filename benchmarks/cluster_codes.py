@@ -9,8 +9,9 @@ same restarts, iterations and seed, and prints one row per run:
     python benchmarks/cluster_codes.py RUN_DIR [RUN_DIR ...] [--restarts 1000] [--json out.json]
 
 The "now" side is `acai cluster` itself (cached in the run's cluster.json, e.g. by
-`reproduce table3`, when made with the same settings). Both sides use the first 60,000 training images in file order (for MNIST that is the whole
-training set, so item 2 of the issue changes nothing there) and the whole test set.
+`reproduce table3`, when made with the same settings). Both sides use the first 60,000
+training images in file order (for MNIST that is the whole training set, so item 2 of
+the issue changes nothing there) and the whole test set.
 """
 from __future__ import annotations
 
