@@ -83,6 +83,7 @@ class Preset:
 # times the paper's rises over the first 2,048 samples and decays to 0 along a cosine; ACAI's adversarial
 # game is stable at 5e-4 and collapsed at 1e-3, and the VQ-VAE's codebook average (time constant 1/(1 -
 # decay) steps) needs 100 steps rather than 1,000 to follow its encoder in a 3,072-step run.
+PAPER_RESTARTS, PAPER_ITERATIONS = 1000, 1000  # K-Means in the release's cluster.py (SPEC 5)
 SHORT_RECIPE = dict(batch=16, lr=1e-3, lr_warmup=2_048, lr_decay="cosine")
 SHORT_PER_MODEL = {"acai": dict(lr=5e-4), "vqvae": dict(hparams=dict(decay=0.99))}
 
@@ -139,8 +140,8 @@ class SweepSpec:
     stack: bool = False  # train the seeds of a model together with stacked weights (pays on a GPU)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields for every run (tests: tiny networks)
     probe_samples: int | None = None
-    restarts: int = 1000  # K-Means restarts (table 3)
-    iterations: int = 1000
+    restarts: int = PAPER_RESTARTS  # K-Means restarts (table 3)
+    iterations: int = PAPER_ITERATIONS  # at most, per restart
     pairs: int = 3  # interpolations per model in the figures of image data sets
 
     def __post_init__(self):
@@ -410,6 +411,14 @@ def describe(spec: SweepSpec) -> str:
         text += f" Precision {spec.precision} for every model."
     if spec.preset.departures:  # of the budget; the recipe is said above
         text += " Departs from the paper: " + "; ".join(spec.preset.departures) + "."
+    # What the command line changed in the evaluations after training: a table made with fewer K-Means
+    # restarts, or another probe budget, must not read like the preset's.
+    if spec.what == "table3" and (spec.restarts, spec.iterations) != (PAPER_RESTARTS, PAPER_ITERATIONS):
+        text += (f" K-Means: {spec.restarts:,} restarts of at most {spec.iterations:,} iterations instead of the "
+                 f"paper's {PAPER_RESTARTS:,} of at most {PAPER_ITERATIONS:,}.")
+    if spec.what == "table2" and spec.probe_samples and spec.probe_samples != spec.preset.probe_samples:
+        text += (f" Probe on final codes and pixel baseline: {spec.probe_samples:,} samples instead of the "
+                 f"preset's {spec.preset.probe_samples:,}.")
     return text
 
 

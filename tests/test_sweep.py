@@ -11,7 +11,7 @@ import torch
 
 from acai.cli import main
 from acai.executors import Inline, Local
-from acai.sweep import finished, plan, reproduce
+from acai.sweep import describe, finished, plan, reproduce
 
 from conftest import tiny_sweep
 
@@ -61,6 +61,17 @@ def test_figures_train_only_the_seed_they_draw(tmp_path):
     MNIST is half an hour on a laptop)."""
     units = plan(tiny_sweep("figures", tmp_path, models=("baseline",), datasets=("lines",), seeds=3))
     assert [unit.id for unit in units] == ["lines-dz64/baseline/seed0"]
+
+
+def test_a_table_says_when_its_evaluation_departs_from_the_paper(tmp_path):
+    """--restarts 100 (10x cheaper K-Means) or another probe budget is printed above the table, never silent."""
+    table3 = tiny_sweep("table3", tmp_path, datasets=("mnist",))
+    assert "K-Means" not in describe(table3)  # the paper's 1,000 restarts say nothing
+    fewer = tiny_sweep("table3", tmp_path, datasets=("mnist",), restarts=100)
+    assert "K-Means: 100 restarts of at most 1,000 iterations instead of the paper's 1,000" in describe(fewer)
+    assert "Probe on final codes" not in describe(tiny_sweep("table2", tmp_path, datasets=("mnist",)))
+    shorter = tiny_sweep("table2", tmp_path, datasets=("mnist",), probe_samples=1 << 20)
+    assert "1,048,576 samples instead of the preset's 4,194,304" in describe(shorter)
 
 
 def test_status_names_each_runs_state(tmp_path, capsys):
