@@ -86,21 +86,25 @@ def test_status_names_each_runs_state(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nothing")]) == 2
 
 
-# A submitting process, as `acai reproduce` is one: one local worker, three baseline runs long enough
-# (~1 min each) to be caught in the first.
+# A submitting process, as `acai reproduce` is one, with one local worker: argv = tests folder, the
+# tiny_sweep's arguments as JSON.
 SUBMITTER = """
-import sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 from conftest import tiny_sweep
 from acai.executors import Local
 from acai.sweep import reproduce
-spec = tiny_sweep("table1", sys.argv[2], models=("baseline",), seeds=3,
-                  overrides=dict(samples=200_000, eval_every=100_000))
+options = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(sys.argv[2]).items()}
 try:
-    reproduce(spec, Local(workers=1, threads=1), progress=False)
+    reproduce(tiny_sweep(**options), Local(workers=1, threads=1), progress=False)
 except KeyboardInterrupt as stop:
     sys.exit(128 + stop.signum)
 """
+
+
+def submit(tmp_path, stderr, **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SUBMITTER, str(Path(__file__).parent), json.dumps(options)],
+                            stderr=stderr)
 
 
 def test_sigterm_to_a_local_sweep_stops_its_workers(tmp_path):
@@ -108,9 +112,9 @@ def test_sigterm_to_a_local_sweep_stops_its_workers(tmp_path):
     take no queued unit, rather than train on as orphans (the pool hands each worker its next unit early)."""
     runs = tmp_path / "runs" / "lines-dz64" / "baseline"
     log = tmp_path / "stderr.txt"  # a file, not a pipe: an orphaned worker would hold a pipe open
-    with log.open("w") as stderr:
-        submitter = subprocess.Popen([sys.executable, "-c", SUBMITTER, str(Path(__file__).parent), str(tmp_path)],
-                                     stderr=stderr)
+    with log.open("w") as stderr:  # three baseline runs long enough (~1 min each) to be caught in the first
+        submitter = submit(tmp_path, stderr, what="table1", out=str(tmp_path), models=["baseline"], seeds=3,
+                           overrides=dict(samples=200_000, eval_every=100_000))
     checkpoint = runs / "seed0" / "checkpoint.pt"
     deadline = time.time() + 120
     while not checkpoint.exists():  # written before the first step
@@ -124,3 +128,26 @@ def test_sigterm_to_a_local_sweep_stops_its_workers(tmp_path):
     time.sleep(3)  # time enough for an orphaned worker to start the next unit
     assert not (runs / "seed0" / "metrics.json").exists()
     assert not (runs / "seed1").exists() and not (runs / "seed2").exists()
+
+
+def test_sigterm_stops_a_local_sweep_in_the_middle_of_k_means(tmp_path):
+    """K-Means has no step boundary to save at: a stopped table3 must end within seconds, not once its
+    restarts are done (1,000 restarts at d_z 256 took 40 minutes a run on one core), and leave no partial result."""
+    from test_data_formats import write_mnist
+
+    data = tmp_path / "data"
+    write_mnist(data / "mnist", n_train=200, n_test=50)
+    common = dict(datasets=["mnist"], models=["baseline"], data_dir=str(data), lines=False)
+    reproduce(tiny_sweep("table3", tmp_path, restarts=2, **common), Inline(), progress=False)  # trains the run
+    cluster = tmp_path / "runs" / "mnist-dz32" / "baseline" / "seed0" / "cluster.json"
+    assert json.loads(cluster.read_text())["restarts"] == 2
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:  # a million restarts: minutes of K-Means for the one unit
+        submitter = submit(tmp_path, stderr, what="table3", out=str(tmp_path), restarts=1_000_000, **common)
+    time.sleep(10)  # the worker starts, loads the run, encodes 250 digits and is in K-Means
+    assert submitter.poll() is None, log.read_text()
+    submitter.send_signal(signal.SIGTERM)
+    stopped = time.time()
+    assert submitter.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()
+    assert time.time() - stopped < 10, log.read_text()
+    assert json.loads(cluster.read_text())["restarts"] == 2  # the earlier result stands; nothing half-written
