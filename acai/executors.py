@@ -107,9 +107,10 @@ def _run_in_worker(unit) -> str | None:
 class Local:
     """Units in `workers` processes of `threads` threads each, the longest first.
 
-    On this project's 2-core CPU, 2 workers of 1 thread trained a Table 1 20 %
-    faster than 1 worker of 2 threads (the README's speed section): small
-    convolutions use one core well and two less well. So the default gives each
+    On this project's 2-core CPU, 2 workers of 1 thread train the quick preset's
+    lines runs 1.24x (baseline) and 1.35x (ACAI) faster in total than 1 worker of
+    2 threads (benchmarks/worker_split.py; README, Speed): batch-16 convolutions
+    use one core well and two less well. So the default gives each
     core its own worker, and spare cores to the workers when units are fewer."""
 
     workers: int | None = None
