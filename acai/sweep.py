@@ -77,13 +77,14 @@ class Preset:
         return self.lines if data == "lines" else self.images
 
 
+PAPER_RESTARTS, PAPER_ITERATIONS = 1000, 1000  # K-Means in the release's cluster.py (SPEC 5)
+
 # The short recipe (`quick` on lines), chosen from learning curves measured on this project's 2-core CPU
 # (README, "How the quick recipe was chosen"): with the paper's Adam 1e-4 at batch 64 every model draws
 # the mean image for its first ~100k samples. Batch 16 gives four updates per 64 samples, a rate ten
 # times the paper's rises over the first 2,048 samples and decays to 0 along a cosine; ACAI's adversarial
 # game is stable at 5e-4 and collapsed at 1e-3, and the VQ-VAE's codebook average (time constant 1/(1 -
 # decay) steps) needs 100 steps rather than 1,000 to follow its encoder in a 3,072-step run.
-PAPER_RESTARTS, PAPER_ITERATIONS = 1000, 1000  # K-Means in the release's cluster.py (SPEC 5)
 SHORT_RECIPE = dict(batch=16, lr=1e-3, lr_warmup=2_048, lr_decay="cosine")
 SHORT_PER_MODEL = {"acai": dict(lr=5e-4), "vqvae": dict(hparams=dict(decay=0.99))}
 
