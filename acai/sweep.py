@@ -80,7 +80,8 @@ class Preset:
 PAPER_RESTARTS, PAPER_ITERATIONS = 1000, 1000  # K-Means in the release's cluster.py (SPEC 5)
 
 # The short recipe (`quick` on lines), chosen from learning curves measured on this project's 2-core CPU
-# (README, `make quick`: "What the short recipe departs from"; benchmarks/recipe_curves.py): with the paper's Adam 1e-4 at batch 64 every model draws
+# (README, `make quick`: "What the short recipe departs from"; benchmarks/recipe_curves.py): with the
+# paper's Adam 1e-4 at batch 64 every model draws
 # the mean image for its first ~100k samples. Batch 16 gives four updates per 64 samples, a rate ten
 # times the paper's rises over the first 2,048 samples and decays to 0 along a cosine; ACAI's adversarial
 # game is stable at 5e-4 and collapsed at 1e-3, and the VQ-VAE's codebook average (time constant 1/(1 -
