@@ -1,7 +1,7 @@
 """How the quick preset's per-model learning rates were chosen: lines learning curves at several rates.
 
     python benchmarks/recipe_curves.py --models baseline aae vqvae --lrs 3e-4 1e-3 3e-3 --seeds 0 1 \
-        [--workers 2] [--out results/recipe-curves]
+        [--samples N] [--eval-every N] [--workers 2] [--out results/recipe-curves]
 
 Each run is the `quick` preset's lines run of that model and seed (budget, batch, warm-up, cosine
 decay, the model's other departures: acai/sweep.py SHORT_RECIPE and SHORT_PER_MODEL) with its Adam
@@ -27,10 +27,11 @@ from acai.sweep import PRESETS
 from acai.tables import PAPER_TABLE1
 
 
-def config(model: str, lr: float, seed: int) -> TrainConfig:
-    """The quick preset's lines run of `model` and `seed`, at Adam rate `lr`."""
+def config(model: str, lr: float, seed: int, budget: dict) -> TrainConfig:
+    """The quick preset's lines run of `model` and `seed`, at Adam rate `lr`; `budget` overrides
+    its samples / eval_every when given (the cosine decay then ends at the new budget)."""
     values = PRESETS["quick"].lines.config(model)
-    return TrainConfig.from_dict({**values, "model": model, "data": "lines", "seed": seed, "lr": lr})
+    return TrainConfig.from_dict({**values, **budget, "model": model, "data": "lines", "seed": seed, "lr": lr})
 
 
 def folder(out: Path, model: str, lr: float, seed: int) -> Path:
@@ -72,10 +73,13 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="+", type=float, default=[3e-4, 1e-3, 3e-3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=None, help="budget per run (default: the quick preset's)")
+    parser.add_argument("--eval-every", type=int, default=None, help="samples between evaluations (default: the preset's)")
     parser.add_argument("--out", type=Path, default=Path("results/recipe-curves"))
     args = parser.parse_args()
+    budget = {k: v for k, v in (("samples", args.samples), ("eval_every", args.eval_every)) if v is not None}
 
-    jobs = [(config(m, lr, s), folder(args.out, m, lr, s)) for m in args.models for lr in args.lrs for s in args.seeds]
+    jobs = [(config(m, lr, s, budget), folder(args.out, m, lr, s)) for m in args.models for lr in args.lrs for s in args.seeds]
     todo = [job for job in jobs if not is_finished(*job)]
     print(f"{len(jobs)} runs, {len(todo)} to train, {args.workers} workers", flush=True)
     if todo:
