@@ -48,7 +48,21 @@ class Budget:
         if not paper_recipe:
             values.update(self.recipe)
             values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
-            values.update(self.per_model.get(COMPOSED.get(model, model), {}))  # vqvae+acai: vqvae's too
+            values.update(self.own_departures(model))
+        return values
+
+    def own_departures(self, model: str) -> dict:
+        """`model`'s own entries of `per_model`. BASE+acai takes BASE's, then ACAI's on top (hparams
+        merged): the rate at which ACAI's adversarial game is stable is the critic's, whatever it
+        regularises, so `baseline+acai` trains exactly as `acai` does, and `vqvae+acai` keeps the
+        VQ-VAE's codebook decay too."""
+        values: dict = {}
+        for name in ((COMPOSED[model], "acai") if model in COMPOSED else (model,)):
+            own = self.per_model.get(name, {})
+            hparams = {**values.get("hparams", {}), **own.get("hparams", {})}
+            values.update(own)
+            if hparams:
+                values["hparams"] = hparams
         return values
 
     def describe(self, paper_recipe: bool, precision: str) -> str:
@@ -56,7 +70,7 @@ class Budget:
             text = "the paper's recipe (Adam 1e-4, batch 64, constant rate)"
         else:
             text = ", ".join(f"{k}={v}" for k, v in self.recipe.items())
-            text += "".join(f"; {m}: {', '.join(f'{k}={v}' for k, v in own.items())}"
+            text += "".join(f"; {m}{', BASE+acai' if m == 'acai' else ''}: {', '.join(f'{k}={v}' for k, v in own.items())}"
                             for m, own in self.per_model.items())
         if self.bfloat16 and precision == "preset" and not paper_recipe:
             text += f"; bfloat16 for {', '.join(self.bfloat16)}"
@@ -85,7 +99,8 @@ PAPER_RESTARTS, PAPER_ITERATIONS = 1000, 1000  # K-Means in the release's cluste
 # the mean image for its first ~100k samples. Batch 16 gives four updates per 64 samples, a rate ten
 # times the paper's rises over the first 2,048 samples and decays to 0 along a cosine; ACAI's adversarial
 # game is stable at 5e-4 and collapsed at 1e-3, and the VQ-VAE's codebook average (time constant 1/(1 -
-# decay) steps) needs 100 steps rather than 1,000 to follow its encoder in a 3,072-step run.
+# decay) steps) needs 100 steps rather than 1,000 to follow its encoder in a 3,072-step run. BASE+acai takes
+# BASE's entries and then ACAI's (`Budget.own_departures`).
 SHORT_RECIPE = dict(batch=16, lr=1e-3, lr_warmup=2_048, lr_decay="cosine")
 SHORT_PER_MODEL = {"acai": dict(lr=5e-4), "vqvae": dict(hparams=dict(decay=0.99))}
 

@@ -74,6 +74,19 @@ def test_a_table_says_when_its_evaluation_departs_from_the_paper(tmp_path):
     assert "1,048,576 samples instead of the preset's 4,194,304" in describe(shorter)
 
 
+def test_a_composed_model_takes_its_bases_and_acais_departures_at_a_short_preset():
+    """BASE+acai's critic plays ACAI's game, so at the quick preset it gets ACAI's stable rate (5e-4), not
+    the 1e-3 at which ACAI collapsed; `baseline+acai` trains exactly as `acai`; the VQ-VAE's decay stays."""
+    from acai.sweep import PRESETS
+
+    lines = PRESETS["quick"].lines
+    assert lines.config("baseline+acai") == lines.config("acai")
+    assert lines.config("vae+acai")["lr"] == lines.config("acai")["lr"] != lines.config("vae")["lr"]
+    vqvae = lines.config("vqvae+acai")
+    assert vqvae["lr"] == lines.config("acai")["lr"] and vqvae["hparams"] == lines.config("vqvae")["hparams"]
+    assert lines.config("vae+acai", paper_recipe=True) == lines.config("vae", paper_recipe=True)
+
+
 def test_status_names_each_runs_state(tmp_path, capsys):
     spec = tiny_sweep("table1", tmp_path, models=("baseline", "vae"), seeds=1)
     reproduce(spec, Inline(), progress=False)
