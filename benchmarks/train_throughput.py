@@ -31,7 +31,7 @@ alternating windows of --steps steps (the side that goes first alternates too);
 each side's rate is the median over --rounds windows, "per-window" is the range
 of the trainer/plain ratio over the rounds. Memory: each side once more in a
 subprocess of its own, so that its peak is its own: on CUDA
-torch.cuda.max_memory_allocated, on CPU the rise of the peak RSS (ru_maxrss)
+torch.cuda.max_memory_allocated, on CPU the rise of the peak RSS (VmHWM)
 from just after the imports. "compile s" is the warm-up time beyond what the
 same steps take at the steady rate.
 """
@@ -209,9 +209,20 @@ def measure_speed(model: str, args) -> dict:
     return result
 
 
+def peak_rss_kib() -> float:
+    """This process's peak resident memory, KiB. Linux: VmHWM, the peak of this program's own memory.
+    Not ru_maxrss: a child forked from a larger parent (this script, after conv_peak's large
+    convolution) inherits the parent's peak there, so every rise read 0."""
+    try:
+        with open("/proc/self/status") as status:
+            return float(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+    except (OSError, StopIteration):
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux, bytes on macOS
+
+
 def measure_memory(model: str, side: str, args) -> dict:
     """Peak memory of one side alone, in a process of its own (warm-up plus two steps)."""
-    rss_after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    rss_after_imports = peak_rss_kib()
     try:
         step, batches, run = prepare(model, side, args)
     except ConfigError as error:
@@ -219,7 +230,7 @@ def measure_memory(model: str, side: str, args) -> dict:
     window(step, batches[:args.warmup + 2], run.device)
     if run.device.type == "cuda":
         return dict(peak_mib=torch.cuda.max_memory_allocated() / 2**20)
-    return dict(peak_mib=(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_after_imports) / 2**10)
+    return dict(peak_mib=(peak_rss_kib() - rss_after_imports) / 2**10)
 
 
 def in_subprocess(*worker: str) -> dict:
@@ -258,7 +269,7 @@ def main() -> None:
         kind, *what = args.worker
         print(json.dumps(measure_speed(*what, args) if kind == "speed" else measure_memory(*what, args)))
         return
-    memory = "peak CUDA MiB (max_memory_allocated)" if args.device == "cuda" else "peak RSS rise MiB (ru_maxrss)"
+    memory = "peak CUDA MiB (max_memory_allocated)" if args.device == "cuda" else "peak RSS rise MiB (VmHWM)"
     threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
     print(f"samples/s at batch {BATCH}, {args.settings}, depth {args.depth or 'default'}, {args.device}{threads}; "
           f"trainer {args.precision}{' compiled' if args.compile else ''}, plain float32 eager; "
