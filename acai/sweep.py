@@ -337,6 +337,15 @@ class PixelUnit:
         return ckpt.cached_json(Path(self.out) / f"{self.id}.json", self.probe)
 
 
+def curves_title(spec: SweepSpec) -> str:
+    """The learning curves' title names the recipe too: `--recipe paper` curves look nothing like the
+    short recipe's at the same preset."""
+    budget = spec.preset.lines
+    short = spec.recipe != "paper" and bool(budget.recipe or budget.per_model)
+    recipe = "its short recipe" if short else "the paper's recipe (Adam 1e-4, batch 64)"
+    return f"Table 1 runs, preset {spec.preset.name} with {recipe}, {spec.seeds} seed{'s' if spec.seeds > 1 else ''}"
+
+
 def plan(spec: SweepSpec) -> list:
     """Every unit of the sweep, the longest first (so N workers finish together), checked before
     anything trains: stackable members, data sets that load, no folder holding other settings."""
@@ -535,6 +544,5 @@ def write_figures(spec: SweepSpec) -> list[Path]:
                 histories.setdefault(run.model, []).append(ckpt.read_json_lines(log))
         if histories:
             paper = {m: (v[0][0], v[1][0]) for m, v in PAPER_TABLE1.items()}
-            title = f"Table 1 runs, preset {spec.preset.name}, {spec.seeds} seed{'s' if spec.seeds > 1 else ''}"
-            written.append(figures.learning_curves(histories, paper, spec.out / "curves.png", title))
+            written.append(figures.learning_curves(histories, paper, spec.out / "curves.png", curves_title(spec)))
     return written

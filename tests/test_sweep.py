@@ -87,6 +87,15 @@ def test_a_composed_model_takes_its_bases_and_acais_departures_at_a_short_preset
     assert lines.config("vae+acai", paper_recipe=True) == lines.config("vae", paper_recipe=True)
 
 
+def test_the_learning_curves_name_the_recipe(tmp_path):
+    from acai.sweep import PRESETS, SweepSpec, curves_title
+
+    assert "short recipe" in curves_title(SweepSpec("table1", tmp_path, PRESETS["quick"], 3))
+    faithful = curves_title(SweepSpec("table1", tmp_path, PRESETS["quick"], 1, recipe="paper"))
+    assert "paper's recipe" in faithful and "short" not in faithful and faithful.endswith("1 seed")
+    assert "paper's recipe" in curves_title(SweepSpec("table1", tmp_path, PRESETS["paper"], 3))
+
+
 def test_status_names_each_runs_state(tmp_path, capsys):
     spec = tiny_sweep("table1", tmp_path, models=("baseline", "vae"), seeds=1)
     reproduce(spec, Inline(), progress=False)
