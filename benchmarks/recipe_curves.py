@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,9 @@ def main() -> None:
     todo = [job for job in jobs if not is_finished(*job)]
     print(f"{len(jobs)} runs, {len(todo)} to train, {args.workers} workers", flush=True)
     if todo:
+        # A stopped script stops its workers too: SIGTERM becomes SystemExit, so the pool's exit
+        # terminates them (they were left training, orphaned, when SIGTERM killed this process outright).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
             for run_dir in pool.imap_unordered(train_one, todo):
                 print(f"finished {run_dir}", flush=True)
