@@ -29,6 +29,7 @@ from .models import MODELS, COMPOSED, base_model, check_name
 from .tables import LATENTS, TABLES, Cell, Table
 
 SWEEP = "sweep.json"  # what OUT holds: the spec and every unit, for `acai status` and re-attaching
+PAPER_RECIPE = "the paper's recipe (Adam 1e-4, batch 64, constant rate)"  # SPEC 3
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,13 @@ class Budget:
                 values["hparams"] = hparams
         return values
 
+    def trains_the_papers_recipe(self, paper_recipe: bool) -> bool:
+        """Asked for (`--recipe paper`), or a budget without departures from the recipe (`paper`, `cpu`)."""
+        return paper_recipe or not (self.recipe or self.per_model)
+
     def describe(self, paper_recipe: bool, precision: str) -> str:
-        if paper_recipe or not (self.recipe or self.per_model):
-            text = "the paper's recipe (Adam 1e-4, batch 64, constant rate)"
+        if self.trains_the_papers_recipe(paper_recipe):
+            text = PAPER_RECIPE
         else:
             text = ", ".join(f"{k}={v}" for k, v in self.recipe.items())
             text += "".join(f"; {m}{', BASE+acai' if m == 'acai' else ''}: {', '.join(f'{k}={v}' for k, v in own.items())}"
@@ -341,9 +346,8 @@ class PixelUnit:
 def curves_title(spec: SweepSpec) -> str:
     """The learning curves' title names the recipe too: `--recipe paper` curves look nothing like the
     short recipe's at the same preset."""
-    budget = spec.preset.lines
-    short = spec.recipe != "paper" and bool(budget.recipe or budget.per_model)
-    recipe = "its short recipe" if short else "the paper's recipe (Adam 1e-4, batch 64)"
+    faithful = spec.preset.lines.trains_the_papers_recipe(spec.recipe == "paper")
+    recipe = PAPER_RECIPE if faithful else "its short recipe"
     return f"Table 1 runs, preset {spec.preset.name} with {recipe}, {spec.seeds} seed{'s' if spec.seeds > 1 else ''}"
 
 
