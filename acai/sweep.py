@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .config import ConfigError, TrainConfig
+from .config import BFLOAT16_CHECKED, ConfigError, TrainConfig
 from .models import MODELS, COMPOSED, base_model, check_name
 from .tables import LATENTS, TABLES, Cell, Table
 
@@ -43,12 +43,14 @@ class Budget:
     per_model: dict = field(default_factory=dict)  # model -> its own departures (TrainConfig fields, hparams)
     bfloat16: tuple[str, ...] = ()  # models that train in bfloat16 here (validated, see README)
 
-    def config(self, model: str, paper_recipe: bool = False) -> dict:
-        """TrainConfig fields of `model`'s runs; `paper_recipe`: this budget with the paper's recipe."""
+    def config(self, model: str, paper_recipe: bool = False, bfloat16_here: bool = False) -> dict:
+        """TrainConfig fields of `model`'s runs; `paper_recipe`: this budget with the paper's recipe;
+        `bfloat16_here`: the device computes bfloat16 natively (`SweepSpec.bfloat16_here`), so the
+        budget's `bfloat16` models train in it."""
         values = dict(samples=self.samples, eval_every=self.eval_every, eval_window=self.eval_window)
         if not paper_recipe:
             values.update(self.recipe)
-            values["precision"] = "bfloat16" if model in self.bfloat16 else "float32"
+            values["precision"] = "bfloat16" if bfloat16_here and model in self.bfloat16 else "float32"
             values.update(self.own_departures(model))
         return values
 
@@ -70,7 +72,7 @@ class Budget:
         """Asked for (`--recipe paper`), or a budget without departures from the recipe (`paper`, `cpu`)."""
         return paper_recipe or not (self.recipe or self.per_model)
 
-    def describe(self, paper_recipe: bool, precision: str) -> str:
+    def describe(self, paper_recipe: bool, precision: str, bfloat16_here: bool = False) -> str:
         if self.trains_the_papers_recipe(paper_recipe):
             text = PAPER_RECIPE
         else:
@@ -78,7 +80,9 @@ class Budget:
             text += "".join(f"; {m}{', BASE+acai' if m == 'acai' else ''}: {', '.join(f'{k}={v}' for k, v in own.items())}"
                             for m, own in self.per_model.items())
         if self.bfloat16 and precision == "preset" and not paper_recipe:
-            text += f"; bfloat16 for {', '.join(self.bfloat16)}"
+            text += (f"; bfloat16 for {', '.join(self.bfloat16)}, float32 for the others" if bfloat16_here else
+                     f"; float32 (the preset's bfloat16 for {', '.join(self.bfloat16)} needs a CPU that computes it "
+                     f"natively, AVX-512 BF16 or AMX)")
         return text
 
 
@@ -116,11 +120,11 @@ PRESETS = {
     # The paper's recipe for longer on a 2-core CPU (48 min a seed): ACAI leads Table 1 here too.
     "cpu": Preset("cpu", Budget(196_608, 16_384, 3), Budget(524_288, 32_768, 5), 1 << 22, True, 1,
                   ("196,608 samples per run instead of 2^24; median of the last 3 evaluations",)),
-    # The README's first command: Table 1 with three seeds on 2 CPU cores. float32: bfloat16 is not
-    # validated for ACAI and dropout (benchmarks/precision_check.py), and on a CPU without AVX-512 BF16
-    # it is emulated, 7x slower than float32 (README, "Speed"); `--precision bfloat16` opts in.
+    # The README's first command: Table 1 with three seeds on 2 CPU cores. bfloat16 for the models it
+    # was checked for (BFLOAT16_CHECKED: ACAI 1.5x, the VAE 1.5x faster), on a CPU that computes it
+    # natively; float32 on one without AVX-512 BF16, where it is emulated and 7x slower (README, "Speed").
     "quick": Preset("quick",
-                    Budget(49_152, 8_192, 1, SHORT_RECIPE, SHORT_PER_MODEL),
+                    Budget(49_152, 8_192, 1, SHORT_RECIPE, SHORT_PER_MODEL, BFLOAT16_CHECKED),
                     Budget(98_304, 16_384, 3), 1 << 22, False, 3,
                     ("49,152 samples per lines run (the last evaluation reported), 98,304 per image run "
                      "(median of the last 3), instead of 2^24 (median of the last 20)",)),
@@ -199,8 +203,19 @@ class SweepSpec:
             return self.latents
         return LATENTS[data] if self.preset.all_latents else LATENTS[data][:1]
 
+    @property
+    def bfloat16_here(self) -> bool:
+        """Do the preset's bfloat16 models train in bfloat16 on this sweep's device? Only on a CPU that
+        computes it natively (AVX-512 BF16, AMX): emulated on AVX2 it is 7-9x slower than float32
+        (README, "Speed"), and on a GPU a sweep stacks its seeds, which train in float32 only."""
+        from .run import native_bfloat16, resolve_device
+
+        device = resolve_device(self.device)
+        return device.type == "cpu" and native_bfloat16(device)
+
     def run(self, data: str, dz: int, model: str, seed: int) -> RunSpec:
-        values = self.preset.budget(data).config(model, paper_recipe=self.recipe == "paper")
+        values = self.preset.budget(data).config(model, paper_recipe=self.recipe == "paper",
+                                                 bfloat16_here=self.precision == "preset" and self.bfloat16_here)
         if self.precision != "preset":
             values["precision"] = self.precision
         values.update(self.overrides)
@@ -432,7 +447,8 @@ def describe(spec: SweepSpec) -> str:
     parts = []
     for data in dict.fromkeys("lines" if d == "lines" else "images" for d in spec.datasets):
         budget = spec.preset.budget("lines" if data == "lines" else "mnist")
-        recipe = budget.describe(spec.recipe == "paper", spec.precision)
+        recipe = budget.describe(spec.recipe == "paper", spec.precision,
+                                 bfloat16_here=spec.precision == "preset" and spec.bfloat16_here)
         parts.append(f"{data}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
                      f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}")
     text = f"Preset `{spec.preset.name}`: " + "; ".join(parts) + "."

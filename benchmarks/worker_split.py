@@ -1,6 +1,6 @@
 """Two cores, two ways: one worker of 2 threads against 2 workers of 1 thread, on the quick preset's lines runs.
 
-    python benchmarks/worker_split.py [--models baseline acai] [--seconds 40] [--cores 2]
+    python benchmarks/worker_split.py [--models baseline acai] [--seconds 40] [--cores 2] [--precision preset]
 
 `acai reproduce` trains a table's independent runs in --workers processes of --threads torch
 threads each. This times what the table's wall time is made of, for each model: the quick preset's
@@ -22,17 +22,22 @@ import multiprocessing
 import time
 
 
-def steps_for(model: str, seconds: float, threads: int, start, queue) -> None:
+def steps_for(model: str, seconds: float, threads: int, precision: str, start, queue) -> None:
     import torch
 
     from acai.config import TrainConfig
-    from acai.run import build_run, keep_freed_memory
+    from acai.run import build_run, keep_freed_memory, native_bfloat16
     from acai.sweep import PRESETS
     from acai.train import SingleStepper
 
     torch.set_num_threads(threads)
     keep_freed_memory()  # as the trainer does on a CPU
-    config = TrainConfig.from_dict({**PRESETS["quick"].lines.config(model), "model": model, "data": "lines"})
+    # "preset": the step `reproduce` would train here (bfloat16 for the preset's bfloat16 models on a CPU
+    # that computes it natively); or one precision for every model
+    values = PRESETS["quick"].lines.config(model, bfloat16_here=native_bfloat16(torch.device("cpu")))
+    if precision != "preset":
+        values["precision"] = precision
+    config = TrainConfig.from_dict({**values, "model": model, "data": "lines"})
     stepper = SingleStepper(build_run(config))  # the trainer's step: render the batch, then train_step
     for _ in range(2):  # warm-up: oneDNN picks its kernels
         stepper.step()
@@ -44,10 +49,10 @@ def steps_for(model: str, seconds: float, threads: int, start, queue) -> None:
     queue.put(steps * config.batch / (time.perf_counter() - begin))
 
 
-def total_rate(model: str, seconds: float, workers: int, threads: int) -> float:
+def total_rate(model: str, seconds: float, workers: int, threads: int, precision: str) -> float:
     context = multiprocessing.get_context("spawn")
     start, queue = context.Barrier(workers), context.Queue()
-    processes = [context.Process(target=steps_for, args=(model, seconds, threads, start, queue)) for _ in range(workers)]
+    processes = [context.Process(target=steps_for, args=(model, seconds, threads, precision, start, queue)) for _ in range(workers)]
     for process in processes:
         process.start()
     rates = [queue.get() for _ in processes]
@@ -61,6 +66,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["baseline", "acai"])
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--precision", default="preset", choices=["preset", "float32", "bfloat16"],
+                        help="preset: as `reproduce --preset quick` trains each model on this CPU")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     n = args.cores
@@ -68,8 +75,8 @@ def main() -> None:
     print("|---|---|---|---|")
     results = {}
     for model in args.models:
-        one = total_rate(model, args.seconds, 1, n)
-        many = total_rate(model, args.seconds, n, 1)
+        one = total_rate(model, args.seconds, 1, n, args.precision)
+        many = total_rate(model, args.seconds, n, 1, args.precision)
         results[model] = {"1x%d" % n: one, "%dx1" % n: many}
         print(f"| {model} | {one:.1f} | {many:.1f} | {many / one:.2f} |", flush=True)
     if args.json:

@@ -94,11 +94,11 @@ def test_bf16_resume_is_exact(tmp_path, model):
 
 
 def test_bf16_warns_only_for_models_not_checked(tmp_path):
-    with pytest.warns(UserWarning, match="bfloat16 is not checked for acai"):
-        train(tiny("acai", samples=16, eval_every=16), tmp_path / "acai", progress=False)
+    with pytest.warns(UserWarning, match="bfloat16 is not checked for baseline"):
+        train(tiny("baseline", samples=16, eval_every=16), tmp_path / "baseline", progress=False)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        train(tiny("baseline", samples=16, eval_every=16), tmp_path / "baseline", progress=False)
+        train(tiny("acai", samples=16, eval_every=16), tmp_path / "acai", progress=False)
     assert not [w for w in seen if "bfloat16 is not checked" in str(w.message)]
 
 

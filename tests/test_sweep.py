@@ -87,6 +87,27 @@ def test_a_composed_model_takes_its_bases_and_acais_departures_at_a_short_preset
     assert lines.config("vae+acai", paper_recipe=True) == lines.config("vae", paper_recipe=True)
 
 
+def test_the_quick_presets_bfloat16_models_train_in_it_only_on_a_cpu_that_computes_it(tmp_path, monkeypatch):
+    """bfloat16 is a speed lever where the CPU has it (AVX-512 BF16, AMX); emulated on AVX2 it is 7-9x
+    slower, so there the same command trains float32, and the table's header says which it was."""
+    import acai.run
+    from acai.sweep import PRESETS, SweepSpec
+
+    quick = PRESETS["quick"]
+    assert quick.lines.bfloat16 and not PRESETS["paper"].lines.bfloat16
+    for native in (True, False):
+        monkeypatch.setattr(acai.run, "native_bfloat16", lambda device: native)
+        spec = SweepSpec("table1", tmp_path, quick, 1, models=("baseline", "acai", "baseline+acai", "vae+acai", "dropout"))
+        got = {run.model: run.config.precision for run in spec.runs()}
+        assert got == {m: "bfloat16" if native and m in quick.lines.bfloat16 else "float32" for m in got}
+        assert "float32" in got.values() and ("bfloat16" in got.values()) == native
+        assert ("float32 for the others" in describe(spec)) == native and ("needs a CPU" in describe(spec)) != native
+        assert {run.config.precision for run in SweepSpec("table1", tmp_path, quick, 1, precision="float32").runs()} \
+            == {"float32"}
+        assert {run.config.precision for run in SweepSpec("table1", tmp_path, quick, 1, recipe="paper").runs()} \
+            == {"float32"}  # the paper's recipe is float32
+
+
 def test_the_learning_curves_name_the_recipe(tmp_path):
     from acai.sweep import PRESETS, SweepSpec, curves_title
 
