@@ -205,17 +205,17 @@ class SweepSpec:
 
     @property
     def bfloat16_here(self) -> bool:
-        """Do the preset's bfloat16 models train in bfloat16 on this sweep's device? Only on a CPU that
-        computes it natively (AVX-512 BF16, AMX): emulated on AVX2 it is 7-9x slower than float32
+        """Do the preset's bfloat16 models train in bfloat16 in this sweep? Only with `precision="preset"`,
+        and only on a CPU that computes it natively (AVX-512 BF16, AMX): emulated on AVX2 it is 7-9x slower than float32
         (README, "Speed"), and on a GPU a sweep stacks its seeds, which train in float32 only."""
         from .run import native_bfloat16, resolve_device
 
         device = resolve_device(self.device)
-        return device.type == "cpu" and native_bfloat16(device)
+        return self.precision == "preset" and device.type == "cpu" and native_bfloat16(device)
 
     def run(self, data: str, dz: int, model: str, seed: int) -> RunSpec:
         values = self.preset.budget(data).config(model, paper_recipe=self.recipe == "paper",
-                                                 bfloat16_here=self.precision == "preset" and self.bfloat16_here)
+                                                 bfloat16_here=self.bfloat16_here)
         if self.precision != "preset":
             values["precision"] = self.precision
         values.update(self.overrides)
@@ -448,7 +448,7 @@ def describe(spec: SweepSpec) -> str:
     for data in dict.fromkeys("lines" if d == "lines" else "images" for d in spec.datasets):
         budget = spec.preset.budget("lines" if data == "lines" else "mnist")
         recipe = budget.describe(spec.recipe == "paper", spec.precision,
-                                 bfloat16_here=spec.precision == "preset" and spec.bfloat16_here)
+                                 bfloat16_here=spec.bfloat16_here)
         parts.append(f"{data}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
                      f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}")
     text = f"Preset `{spec.preset.name}`: " + "; ".join(parts) + "."
