@@ -100,7 +100,8 @@ class ProbeAccuracy:
     metrics = ("probe_accuracy",)
 
     def applies(self, run) -> bool:
-        return run.probe is not None
+        cfg = run.config  # len(history): the index of the evaluation being made
+        return run.probe is not None and (cfg.probe_every_evaluation or cfg.reports_evaluation(len(run.history)))
 
     @torch.no_grad()
     def __call__(self, run, generator):

@@ -139,6 +139,13 @@ class Run:
             self.generator.set_state(state["generator"])
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam over one group's tensors, stepped with the multi-tensor (foreach) kernels. torch picks them by
+    default on a GPU only; on a CPU its per-tensor loop took 5.0 ms of a 43 ms baseline step at batch 16
+    against 4.1 ms, with the same values to the last bit (the formula and its order are the same)."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def build_run(config: TrainConfig) -> Run:
     """Model, probe, optimisers and noise generator for `config`, initialised from its seed."""
     device = resolve_device(config.device)
@@ -154,7 +161,7 @@ def build_run(config: TrainConfig) -> Run:
     groups = {name: group["params"] for name, group in declared.items()}
     # A group's rate: the recipe's group_lr if it names the group, else the model's own (the AAE's critic), else lr.
     base_lr = {name: config.group_lr.get(name, group.get("lr", config.lr)) for name, group in declared.items()}
-    optimizers = {name: torch.optim.Adam(groups[name], lr=base_lr[name]) for name in groups}
+    optimizers = {name: adam(groups[name], base_lr[name]) for name in groups}
     probe = None
     if source.num_classes:
         with torch.no_grad():
@@ -162,7 +169,7 @@ def build_run(config: TrainConfig) -> Run:
         probe = dense(feature_dim, source.num_classes).to(device)
         groups["probe"] = list(probe.parameters())
         base_lr["probe"] = config.group_lr.get("probe", config.lr)
-        optimizers["probe"] = torch.optim.Adam(groups["probe"], lr=base_lr["probe"])
+        optimizers["probe"] = adam(groups["probe"], base_lr["probe"])
     generator = torch.Generator(device).manual_seed(derived_seed(config.seed, NOISE_STREAM))
     return Run(config, source, model, probe, groups, optimizers, device, generator, base_lr)
 

@@ -28,7 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .config import ConfigError, TrainConfig
 from .nets import to_device
-from .run import Run, lr_factor, set_learning_rates, step_losses, update_groups
+from .run import Run, adam, lr_factor, set_learning_rates, step_losses, update_groups
 from .train import train_runs
 
 
@@ -60,7 +60,7 @@ def stack_runs(members: list[Run]) -> Stack:
     params, buffers = stack_module_state(modules)
     name_of = {id(p): name for name, p in modules[0].named_parameters()}
     groups = {g: [params[name_of[id(p)]] for p in group] for g, group in members[0].groups.items()}
-    optimizers = {g: torch.optim.Adam(groups[g], lr=opt.param_groups[0]["lr"])
+    optimizers = {g: adam(groups[g], opt.param_groups[0]["lr"])
                   for g, opt in members[0].optimizers.items()}
     for g, opt in optimizers.items():  # resumed members bring their Adam moments and step counts
         for stacked, *own in zip(groups[g], *(run.groups[g] for run in members)):

@@ -166,3 +166,38 @@ def test_one_undefined_evaluation_in_the_window_makes_the_reported_value_undefin
     assert summarise(history, 3)["mean_distance"] == 0.01
     assert summarise(history, 1)["smoothness"] == 0.25  # the NaN is outside the window
     assert summarise(history[1:3], 20)["smoothness"] == pytest.approx(0.25)
+
+
+def test_probe_measured_only_where_reported_gives_the_same_reported_values(tmp_path):
+    # 512 samples, an evaluation every 128: four evaluations, the last two reported (eval_window 2).
+    every = train(tiny("baseline", eval_window=2), tmp_path / "every", progress=False)
+    reported = train(tiny("baseline", eval_window=2, probe_every_evaluation=False), tmp_path / "reported",
+                     progress=False)
+    log = [json.loads(line) for line in (tmp_path / "reported" / "log.jsonl").read_text().splitlines()]
+    assert ["probe_accuracy" in entry for entry in log] == [False, False, True, True]
+    assert all("mean_distance" in entry for entry in log)  # the lines metrics still at every evaluation
+    for key in ("mean_distance", "smoothness", "probe_accuracy"):
+        assert reported[key] == every[key], key
+
+
+def test_evaluations_counts_the_last_partial_interval():
+    assert tiny("baseline").evaluations == 4  # 32 steps, every 8
+    assert tiny("baseline", samples=520).evaluations == 5  # 33 steps: the last one evaluates too
+    config = tiny("baseline", samples=520, eval_window=2)
+    assert [config.reports_evaluation(i) for i in range(5)] == [False, False, False, True, True]
+
+
+def test_adam_multi_tensor_step_equals_the_per_tensor_one():
+    # run.adam uses torch's foreach kernels on the CPU for speed; a different rounding there would make
+    # today's runs differ from those of the per-tensor loop that trained the README's numbers.
+    run = build_run(tiny("acai"))
+    x, y = run.source.train_batch(0, 0, 16)
+    twin = build_run(tiny("acai"))
+    twin.optimizers = {name: torch.optim.Adam(twin.groups[name], lr=run.base_lr[name], foreach=False)
+                       for name in twin.groups}
+    for step in range(3):
+        train_step(run, x, y)
+        train_step(twin, x, y)
+    for name in run.groups:
+        for a, b in zip(run.groups[name], twin.groups[name]):
+            assert torch.equal(a, b), name
