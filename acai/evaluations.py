@@ -88,10 +88,12 @@ class LinesMetrics:
         return offers(run.source, Capability.LINES)
 
     def __call__(self, run, generator):
-        batch = run.source.evaluation_lines(run.config.seed, len(run.history), 2 * run.config.eval_pairs)
+        index = len(run.history)
+        pairs = run.config.evaluation_pairs(index)
+        batch = run.source.evaluation_lines(run.config.seed, index, 2 * pairs)
         mean_distance, smoothness = lines.evaluate(lines_interpolations(run.model, batch, generator=generator))
         return {"mean_distance": mean_distance, "smoothness": smoothness,
-                "state": lines_state(mean_distance, smoothness)}
+                "state": lines_state(mean_distance, smoothness), "pairs": pairs}
 
 
 class ProbeAccuracy:
@@ -100,8 +102,8 @@ class ProbeAccuracy:
     metrics = ("probe_accuracy",)
 
     def applies(self, run) -> bool:
-        cfg = run.config  # len(history): the index of the evaluation being made
-        return run.probe is not None and (cfg.probe_every_evaluation or cfg.reports_evaluation(len(run.history)))
+        # len(history): the index of the evaluation being made; a progress evaluation skips the probe
+        return run.probe is not None and run.config.whole_evaluation(len(run.history))
 
     @torch.no_grad()
     def __call__(self, run, generator):

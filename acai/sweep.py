@@ -42,14 +42,14 @@ class Budget:
     recipe: dict = field(default_factory=dict)  # TrainConfig fields that depart from the paper's recipe
     per_model: dict = field(default_factory=dict)  # model -> its own departures (TrainConfig fields, hparams)
     bfloat16: tuple[str, ...] = ()  # models that train in bfloat16 here (validated, see README)
-    probe_every_evaluation: bool = True  # False: the probe's accuracy only where reported (TrainConfig)
+    progress_pairs: int | None = None  # lighter evaluations before the reported ones (TrainConfig)
 
     def config(self, model: str, paper_recipe: bool = False, bfloat16_here: bool = False) -> dict:
         """TrainConfig fields of `model`'s runs; `paper_recipe`: this budget with the paper's recipe;
         `bfloat16_here`: the device computes bfloat16 natively (`SweepSpec.bfloat16_here`), so the
         budget's `bfloat16` models train in it."""
         values = dict(samples=self.samples, eval_every=self.eval_every, eval_window=self.eval_window,
-                      probe_every_evaluation=self.probe_every_evaluation)
+                      progress_pairs=self.progress_pairs)
         if not paper_recipe:
             values.update(self.recipe)
             values["precision"] = "bfloat16" if bfloat16_here and model in self.bfloat16 else "float32"
@@ -127,10 +127,11 @@ PRESETS = {
     # natively; float32 on one without AVX-512 BF16, where it is emulated and 7x slower (README, "Speed").
     "quick": Preset("quick",
                     Budget(49_152, 8_192, 1, SHORT_RECIPE, SHORT_PER_MODEL, BFLOAT16_CHECKED,
-                           probe_every_evaluation=False),  # 6 evaluations a run; the table reports the last
+                           progress_pairs=64),  # 6 evaluations a run; the table reports the last
                     Budget(98_304, 16_384, 3), 1 << 22, False, 3,
-                    ("49,152 samples per lines run (the last evaluation reported), 98,304 per image run "
-                     "(median of the last 3), instead of 2^24 (median of the last 20)",)),
+                    ("49,152 samples per lines run (the last evaluation reported; the five before it, points "
+                     "of the curves only, score 64 pairs and skip the probe), 98,304 per image run (median of "
+                     "the last 3), instead of 2^24 (median of the last 20)",)),
 }
 
 

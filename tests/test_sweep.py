@@ -87,6 +87,17 @@ def test_a_composed_model_takes_its_bases_and_acais_departures_at_a_short_preset
     assert lines.config("vae+acai", paper_recipe=True) == lines.config("vae", paper_recipe=True)
 
 
+def test_only_the_quick_presets_lines_runs_lighten_their_progress_evaluations(tmp_path):
+    from acai.sweep import PRESETS, SweepSpec
+
+    spec = SweepSpec("table1", tmp_path, PRESETS["quick"], 1, models=("baseline", "vqvae+acai"))
+    assert {run.config.progress_pairs for run in spec.runs()} == {64}
+    assert "score 64 pairs and skip the probe" in describe(spec)
+    for preset in ("paper", "cpu"):
+        assert PRESETS[preset].lines.config("acai")["progress_pairs"] is None
+    assert PRESETS["quick"].images.config("acai")["progress_pairs"] is None  # median of 3: whole evaluations
+
+
 def test_the_quick_presets_bfloat16_models_train_in_it_only_on_a_cpu_that_computes_it(tmp_path, monkeypatch):
     """bfloat16 is a speed lever where the CPU has it (AVX-512 BF16, AMX); emulated on AVX2 it is 7-9x
     slower, so there the same command trains float32, and the table's header says which it was."""

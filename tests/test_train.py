@@ -168,23 +168,24 @@ def test_one_undefined_evaluation_in_the_window_makes_the_reported_value_undefin
     assert summarise(history[1:3], 20)["smoothness"] == pytest.approx(0.25)
 
 
-def test_probe_measured_only_where_reported_gives_the_same_reported_values(tmp_path):
+def test_progress_evaluations_are_lighter_and_leave_the_reported_values_alone(tmp_path):
     # 512 samples, an evaluation every 128: four evaluations, the last two reported (eval_window 2).
-    every = train(tiny("baseline", eval_window=2), tmp_path / "every", progress=False)
-    reported = train(tiny("baseline", eval_window=2, probe_every_evaluation=False), tmp_path / "reported",
-                     progress=False)
-    log = [json.loads(line) for line in (tmp_path / "reported" / "log.jsonl").read_text().splitlines()]
+    whole = train(tiny("baseline", eval_window=2), tmp_path / "whole", progress=False)
+    light = train(tiny("baseline", eval_window=2, progress_pairs=4), tmp_path / "light", progress=False)
+    log = [json.loads(line) for line in (tmp_path / "light" / "log.jsonl").read_text().splitlines()]
     assert ["probe_accuracy" in entry for entry in log] == [False, False, True, True]
-    assert all("mean_distance" in entry for entry in log)  # the lines metrics still at every evaluation
+    assert [entry["pairs"] for entry in log] == [4, 4, 16, 16]  # tiny(): eval_pairs 16
+    assert all("mean_distance" in entry for entry in log)  # the curves keep every point
     for key in ("mean_distance", "smoothness", "probe_accuracy"):
-        assert reported[key] == every[key], key
+        assert light[key] == whole[key], key
 
 
 def test_evaluations_counts_the_last_partial_interval():
     assert tiny("baseline").evaluations == 4  # 32 steps, every 8
     assert tiny("baseline", samples=520).evaluations == 5  # 33 steps: the last one evaluates too
-    config = tiny("baseline", samples=520, eval_window=2)
-    assert [config.reports_evaluation(i) for i in range(5)] == [False, False, False, True, True]
+    config = tiny("baseline", samples=520, eval_window=2, progress_pairs=4)
+    assert [config.evaluation_pairs(i) for i in range(5)] == [4, 4, 4, 16, 16]
+    assert all(tiny("baseline").whole_evaluation(i) for i in range(4))  # no progress_pairs: all whole
 
 
 def test_adam_multi_tensor_step_equals_the_per_tensor_one():
