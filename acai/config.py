@@ -46,7 +46,10 @@ class TrainConfig:
     batch: int = 64
     lr: float = 1e-4  # Adam's rate for every group (SPEC 3); a model may set its own per group
     lr_warmup: int = 0  # samples over which every rate rises linearly from 0 (paper: none)
-    lr_decay: str = "none"  # one of LR_DECAYS: "none" (paper) or "cosine" (to 0 at `samples`)
+    lr_decay: str = "none"  # one of LR_DECAYS: "none" (paper) or "cosine" (to 0 at `lr_decay_over`)
+    # Samples over which the cosine falls to 0; None: the run's `samples`. Larger than `samples`, the run
+    # stops part of the way down: it is the first `samples` of the longer run, update for update.
+    lr_decay_over: int | None = None
     group_lr: dict = field(default_factory=dict)  # group name -> its own Adam rate, e.g. {"critic": 1e-4} (paper: none)
     seed: int = 0
     eval_every: int = 1 << 16  # samples between evaluations (release: 64 Ki)
@@ -82,6 +85,13 @@ class TrainConfig:
             raise ConfigError(f"lr_warmup must be 0 or more samples, got {self.lr_warmup}")
         if self.lr_decay not in LR_DECAYS:
             raise ConfigError(f"unknown lr_decay {self.lr_decay!r}; use {' or '.join(LR_DECAYS)}")
+        if self.lr_decay_over is not None:
+            if self.lr_decay != "cosine":
+                raise ConfigError(f"lr_decay_over={self.lr_decay_over} sets where the cosine ends; it needs "
+                                  f"lr_decay=cosine, got {self.lr_decay!r}")
+            if self.lr_decay_over < self.samples:
+                raise ConfigError(f"lr_decay_over={self.lr_decay_over} is below samples={self.samples}: the "
+                                  f"cosine would rise again after 0; give at least {self.samples} or leave it out")
         if any(not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0)
                for rate in self.group_lr.values()):
             raise ConfigError(f"group_lr rates must be positive numbers, got {self.group_lr}")

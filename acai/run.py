@@ -178,13 +178,14 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     """What multiplies every group's rate at `step` (0-based): 1 for the paper's constant rate.
 
     Linear warm-up over `lr_warmup` samples, then optionally a cosine decay to 0
-    at the end of the budget. A pure function of the step, so a resumed run
-    follows the same schedule.
+    at `lr_decay_over` samples (the end of the budget unless set). A pure
+    function of the step, so a resumed run follows the same schedule.
     """
     seen = (step + 1) * config.batch  # samples once this step is taken
     factor = min(1.0, seen / config.lr_warmup) if config.lr_warmup else 1.0
     if config.lr_decay == "cosine":
-        factor *= 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+        steps = config.steps if config.lr_decay_over is None else -(-config.lr_decay_over // config.batch)
+        factor *= 0.5 * (1.0 + math.cos(math.pi * step / steps))
     return factor
 
 

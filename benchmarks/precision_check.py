@@ -63,6 +63,8 @@ def main() -> None:
         overrides = dict(eval_every=args.eval_every, eval_window=args.window)
         if args.samples:
             overrides["samples"] = args.samples
+            if "lr_decay_over" in PRESETS[args.preset].lines.recipe:  # the cosine ends at the new budget
+                overrides["lr_decay_over"] = args.samples
         name = f"{args.preset}-{args.samples or 'preset'}-{precision}"
         spec = SweepSpec("table1", Path(args.out) / name, PRESETS[args.preset], args.seeds, tuple(args.models),
                          precision=precision, overrides=overrides)

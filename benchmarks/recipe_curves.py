@@ -33,6 +33,8 @@ def config(model: str, lr: float, seed: int, budget: dict) -> TrainConfig:
     """The quick preset's lines run of `model` and `seed`, at Adam rate `lr`; `budget` overrides
     its samples / eval_every when given (the cosine decay then ends at the new budget)."""
     values = PRESETS["quick"].lines.config(model)
+    if "samples" in budget:
+        values["lr_decay_over"] = budget["samples"]
     return TrainConfig.from_dict({**values, **budget, "model": model, "data": "lines", "seed": seed, "lr": lr})
 
 

@@ -168,7 +168,7 @@ def test_sigterm_to_a_local_sweep_stops_its_workers(tmp_path):
     log = tmp_path / "stderr.txt"  # a file, not a pipe: an orphaned worker would hold a pipe open
     with log.open("w") as stderr:  # three baseline runs long enough (~1 min each) to be caught in the first
         submitter = submit(tmp_path, stderr, what="table1", out=str(tmp_path), models=["baseline"], seeds=3,
-                           overrides=dict(samples=200_000, eval_every=100_000))
+                           overrides=dict(samples=200_000, lr_decay_over=200_000, eval_every=100_000))
     checkpoint = runs / "seed0" / "checkpoint.pt"
     deadline = time.time() + 120
     while not checkpoint.exists():  # written before the first step

@@ -121,6 +121,28 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert max(factors) <= 1 and factors[-1] < 0.01 and all(a >= b for a, b in zip(factors[4:], factors[5:]))
 
 
+def test_a_run_shorter_than_its_schedule_is_the_first_part_of_the_longer_run():
+    """The quick preset stops its lines runs part of the way down the cosine (lr_decay_over): every
+    update must be the longer run's, and the rate must not reach 0."""
+    from acai.run import lr_factor
+    from acai.train import SingleStepper
+
+    whole = tiny("baseline", lr=1e-3, lr_warmup=32, lr_decay="cosine", samples=256)  # batch 16: 16 steps
+    part = tiny("baseline", lr=1e-3, lr_warmup=32, lr_decay="cosine", samples=128, lr_decay_over=256)
+    assert [lr_factor(part, s) for s in range(part.steps)] == [lr_factor(whole, s) for s in range(part.steps)]
+    assert lr_factor(part, part.steps - 1) > 0.4  # halfway down, not at 0 as its own cosine would be
+    steppers = [SingleStepper(build_run(config)) for config in (whole, part)]
+    for _ in range(part.steps):
+        for stepper in steppers:
+            stepper.step()
+    for a, b in zip(*(stepper.runs[0].model.parameters() for stepper in steppers)):
+        assert torch.equal(a, b)
+    with pytest.raises(ConfigError, match="lr_decay_over=64 is below samples=256"):
+        tiny("baseline", lr_decay="cosine", samples=256, lr_decay_over=64)
+    with pytest.raises(ConfigError, match="needs lr_decay=cosine"):
+        tiny("baseline", lr_decay_over=512)
+
+
 def test_group_lr_sets_one_groups_rate():
     run = build_run(tiny("acai", lr=1e-3, group_lr={"critic": 1e-4}))
     assert run.base_lr == {"ae": 1e-3, "critic": 1e-4, "probe": 1e-3}
