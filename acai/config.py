@@ -33,9 +33,10 @@ LR_DECAYS = ("none", "cosine")
 # Models whose lines metrics at the quick preset (the short recipe, where the models have left the mean
 # image) stayed within float32's seed-to-seed spread in bfloat16: benchmarks/precision_check.py, 3 seeds per
 # precision, on an AVX-512 BF16 CPU (2026-12-02; benchmarks/results/precision_check-quick-preset.json,
-# README "bfloat16 check"; checked at 49,152 samples per run, and at the preset's 40,960 the lines metrics
-# still are, while ACAI's tandem probe is a point better). `baseline+acai` is `acai`, update for update. The quick preset trains these in
-# bfloat16 where the CPU computes it natively; the others train in bfloat16 only when asked, with a warning.
+# README "bfloat16 check"; checked at 49,152 samples per run; at the preset's 40,960 the lines metrics
+# still are, while ACAI's tandem probe is a point better). `baseline+acai` is `acai`, update for update.
+# The quick preset trains these in bfloat16 where the CPU computes it natively; the others train in
+# bfloat16 only when asked, with a warning.
 BFLOAT16_CHECKED = ("vae", "acai", "baseline+acai")
 
 
@@ -133,6 +134,11 @@ class TrainConfig:
     @property
     def steps(self) -> int:
         return -(-self.samples // self.batch)
+
+    @property
+    def decay_steps(self) -> int:
+        """Steps over which a cosine rate falls to 0: the run's own, or those of `lr_decay_over` samples."""
+        return self.steps if self.lr_decay_over is None else -(-self.lr_decay_over // self.batch)
 
     @property
     def eval_every_steps(self) -> int:

@@ -184,8 +184,7 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     seen = (step + 1) * config.batch  # samples once this step is taken
     factor = min(1.0, seen / config.lr_warmup) if config.lr_warmup else 1.0
     if config.lr_decay == "cosine":
-        steps = config.steps if config.lr_decay_over is None else -(-config.lr_decay_over // config.batch)
-        factor *= 0.5 * (1.0 + math.cos(math.pi * step / steps))
+        factor *= 0.5 * (1.0 + math.cos(math.pi * step / config.decay_steps))
     return factor
 
 
