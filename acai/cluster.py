@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import torch
@@ -299,6 +300,7 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
            workers: int | None = None, pool_columns: int | None = None,
            block_bytes: int | None = None,
            memory_mb: float = 1024, progress: bool | None = None,
+           tick: Callable[[int, int], None] | None = None,
            info: dict | None = None) -> tuple[torch.Tensor, float]:
     """Best of `restarts` Lloyd K-Means runs on x (N, D); returns (centroids, inertia).
 
@@ -320,8 +322,10 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
     sums, and the ~100·N bytes of (restart, point) pairs its first M-step
     moves. Deterministic for a given seed, device and workers.
 
-    `info`, if given, is filled with run statistics (every restart's inertia
-    and iterations, the best restart, ...).
+    progress: a tqdm bar over restarts (default: on a terminal); tick(done,
+    restarts) as each restart ends (a sweep's display). `info`, if given, is
+    filled with run statistics (every restart's inertia and iterations, the
+    best restart, ...).
     """
     t0 = time.perf_counter()
     if restarts < 1 or iterations < 1:
@@ -365,7 +369,7 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
 
     inertias = np.full(restarts, np.nan)
     n_iters = np.zeros(restarts, dtype=np.int64)
-    total_iters = [0]
+    total_iters, restarts_done = [0], [0]
     if progress is None:
         progress = sys.stderr.isatty()
     bar = tqdm(total=restarts, desc=f"k-means {n}x{d} k={k}", unit="restart",
@@ -376,8 +380,11 @@ def kmeans(x, k: int, restarts: int = 1000, iterations: int = 1000, seed: int = 
         inertias[rid], n_iters[rid] = value, iters
         with lock:
             total_iters[0] += iters
+            restarts_done[0] += 1
             if bar is not None:
                 bar.update(1)
+            if tick is not None:
+                tick(restarts_done[0], restarts)
 
     def work(w):
         rids = list(range(w, restarts, workers))
@@ -455,7 +462,8 @@ def cluster_accuracy(pred, labels, k: int) -> float:
 
 def evaluate_clustering(train_codes, test_codes, test_labels, k: int, restarts: int = 1000,
                         iterations: int = 1000, seed: int = 0, *, device: str = "cpu",
-                        progress: bool | None = None, **kmeans_options) -> dict:
+                        progress: bool | None = None, tick: Callable[[int, int], None] | None = None,
+                        **kmeans_options) -> dict:
     """The whole SPEC 5 clustering protocol; accuracy in percent.
 
     Whiten with the training codes, fit K-Means on them, label each test
@@ -469,7 +477,7 @@ def evaluate_clustering(train_codes, test_codes, test_labels, k: int, restarts: 
     test_white = whiten_apply(test_codes, mean, projection)
     info: dict = {}
     centroids, inertia = kmeans(train_white, k, restarts=restarts, iterations=iterations,
-                                seed=seed, device=device, progress=progress, info=info,
+                                seed=seed, device=device, progress=progress, tick=tick, info=info,
                                 **kmeans_options)
     pred = assign(test_white, centroids)
     accuracy = 100.0 * cluster_accuracy(pred, test_labels, k)

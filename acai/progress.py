@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from tqdm import tqdm
 
@@ -27,6 +27,11 @@ class Progress(Protocol):
         """A line to keep (an evaluation's result)."""
 
     def close(self) -> None: ...
+
+
+# How a measurement made after training (a probe's steps, K-Means's restarts) reports how far it
+# is: tick(done, total). It has no samples to add to a sweep's count, only a state to show.
+Tick = Callable[[int, int], None]
 
 
 class Silent:
@@ -69,8 +74,8 @@ class Display:
     def _line(self):
         self.last = time.perf_counter()
         fields = " ".join(f"{k}={v}" for k, v in self.status.items())
-        print(f"{self.label}: {self.done:,}/{self.total:,} samples ({100 * self.done / max(self.total, 1):.0f}%) "
-              f"{fields}".rstrip(), file=self.stream, flush=True)
+        count = f"{self.done:,}/{self.total:,} samples ({100 * self.done / self.total:.0f}%) " if self.total else ""
+        print(f"{self.label}: {count}{fields}".rstrip(), file=self.stream, flush=True)
 
     def note(self, text):
         if self.bar is not None:
@@ -92,14 +97,16 @@ class SweepDisplay:
     trains them. Workers report through `sink(worker, event, *args)` (WorkerProgress in the same
     process, QueueProgress from another one)."""
 
-    def __init__(self, total: int, label: str, stream=None, every: float = 30.0, enabled: bool = True):
+    def __init__(self, total: int, label: str, stream=None, every: float = 30.0, enabled: bool = True,
+                 done: int = 0):
+        """`done`: the samples of runs that finished before this sweep started (they send no events)."""
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.terminal = enabled and self.stream.isatty()
-        self.total, self.done, self.every, self.label = total, 0, every, label
+        self.total, self.done, self.every, self.label = total, done, every, label
         self.active: dict[str, str] = {}  # worker -> "label rate"
         self.started = self.last = time.perf_counter()
-        self.bar = tqdm(total=total, unit="sample", unit_scale=True, desc=label, dynamic_ncols=True,
+        self.bar = tqdm(total=total, initial=done, unit="sample", unit_scale=True, desc=label, dynamic_ncols=True,
                         file=self.stream) if self.terminal else None
 
     def sink(self, worker: str, event: str, *args) -> None:
@@ -111,10 +118,12 @@ class SweepDisplay:
             self._add(done)
         elif event == "advance":
             samples, status = args
+            run = self.active.get(worker, "").split(" ")[0]
             if status.get("samples/s"):
-                run = self.active.get(worker, "").split(" ")[0]
                 self.active[worker] = f"{run} {status['samples/s']}/s" + (
                     f" {status['state']}" if status.get("state") else "")
+            elif status.get("measuring"):  # a probe or K-Means after training: no samples, a state
+                self.active[worker] = f"{run} {status['measuring']}"
             self._add(samples)
         elif event == "note":
             self.write(args[0])
@@ -125,7 +134,7 @@ class SweepDisplay:
         self.done += samples
         if self.bar is not None:
             self.bar.update(samples)
-            self.bar.set_postfix_str("; ".join(self.active.values()), refresh=False)
+            self.bar.set_postfix_str("; ".join(self.active.values()), refresh=samples == 0)  # 0: a measurement
         elif time.perf_counter() - self.last >= self.every:
             self.line()
 
@@ -187,7 +196,7 @@ class QueueProgress(WorkerProgress):
             self.flush()
 
     def flush(self):
-        if self.pending:
+        if self.pending or self.status:
             self.sink(self.worker, "advance", self.pending, self.status)
         self.pending, self.status, self.last = 0, {}, time.perf_counter()
 

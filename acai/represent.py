@@ -36,6 +36,7 @@ from .cluster import evaluate_clustering
 from .config import ConfigError
 from .data import Capability, get_source, offers
 from .nets import dense, in_chunks, to_device
+from .progress import Tick
 from .run import CHECKPOINT, derived_seed, load_run
 
 CLUSTER = "cluster.json"
@@ -72,10 +73,11 @@ def probe_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: floa
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                  num_classes: int, samples: int = 1 << 24, batch: int = 64, lr: float = 1e-4,
                  eval_every: int = 1 << 16, window: int = 20, seed: int = 0, label_smoothing: float = 0.0,
-                 lr_decay: float = 1.0, progress: bool = False) -> dict:
+                 lr_decay: float = 1.0, progress: bool = False, tick: Tick | None = None) -> dict:
     """Train a dense layer on fixed features (N, d); test accuracy in percent (median of the last `window`).
 
-    label_smoothing and lr_decay: see PROTOCOLS (0 and 1: the tandem probe's plain protocol)."""
+    label_smoothing and lr_decay: see PROTOCOLS (0 and 1: the tandem probe's plain protocol).
+    progress: a tqdm bar; tick(step, steps) at each evaluation (a sweep's display)."""
     if len(train_x) < batch:
         raise ConfigError(f"the probe needs at least one batch of {batch} training examples, got {len(train_x)}")
     if not 0 <= label_smoothing < 1 or not 0 < lr_decay <= 1:
@@ -103,12 +105,14 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         if step % every == 0 or step == steps:
             with torch.no_grad():
                 history.append(100.0 * (layer(test_x).argmax(1) == test_y).float().mean().item())
+            if tick is not None:
+                tick(step, steps)
     return dict(accuracy=float(np.median(history[-window:])), history=history, samples=steps * batch,
                 seconds=time.perf_counter() - start)
 
 
 _PROBE_DEFAULTS = {name: p.default for name, p in inspect.signature(linear_probe).parameters.items()
-                   if p.default is not inspect.Parameter.empty and name != "progress"}
+                   if p.default is not inspect.Parameter.empty and name not in ("progress", "tick")}
 
 
 def protocol_options(protocol: str) -> dict:
@@ -130,7 +134,8 @@ def pixel_probe(data: str, data_dir=None, protocol: str = "classify_fc", **probe
     return {"protocol": protocol, **linear_probe(train_x, train_y, test_x, test_y, source.num_classes, **options)}
 
 
-def run_probe(run_dir, progress: bool = False, protocol: str = "tandem", **probe_options) -> dict:
+def run_probe(run_dir, progress: bool = False, protocol: str = "tandem", tick: Tick | None = None,
+              **probe_options) -> dict:
     """`linear_probe` on the frozen codes of a trained run (after training, not in tandem), by default
     with the tandem probe's protocol; reuses run_dir/probe.json if made with the same options."""
     run_dir = Path(run_dir)
@@ -143,7 +148,7 @@ def run_probe(run_dir, progress: bool = False, protocol: str = "tandem", **probe
     run = load_run(run_dir)
     _require_labels(run, "probe")
     (train_x, train_y), (test_x, test_y) = encode_split(run, "train"), encode_split(run, "test")
-    result = linear_probe(train_x, train_y, test_x, test_y, run.source.num_classes, progress=progress,
+    result = linear_probe(train_x, train_y, test_x, test_y, run.source.num_classes, progress=progress, tick=tick,
                           **{k: v for k, v in options.items() if k != "checkpoint"})
     ckpt.save_json({**options, **result}, run_dir / PROBE)
     return {**options, **result}
@@ -191,7 +196,7 @@ def _require_labels(run, what: str) -> None:
 
 
 def cluster_run(run_dir, restarts: int = 1000, iterations: int = 1000, seed: int = 0,
-                progress: bool = False) -> dict:
+                progress: bool = False, tick: Tick | None = None) -> dict:
     """SPEC 5 clustering accuracy of a run's codes; reuses run_dir/cluster.json if made with these settings
     (files made before the codes were `encode`'s and the first 60,000 training images are recomputed)."""
     run_dir = Path(run_dir)
@@ -207,7 +212,7 @@ def cluster_run(run_dir, restarts: int = 1000, iterations: int = 1000, seed: int
     encoding = time.perf_counter() - start
     result = evaluate_clustering(train_codes.numpy(), test_codes.numpy(), test_labels.numpy(),
                                  run.source.num_classes, restarts=restarts, iterations=iterations, seed=seed,
-                                 progress=progress)
+                                 progress=progress, tick=tick)
     result = {**settings, **result, "encode_seconds": encoding, "clustered_codes": run.model.CODES,
               "codes": list(train_codes.shape)}
     ckpt.save_json(result, run_dir / CLUSTER)

@@ -123,8 +123,9 @@ class TaskLog(Display):
 
     def start(self, label, total, done):
         super().start(label, total, done)
-        print(f"{label}: resuming at sample {done:,} of {total:,}" if done else f"{label}: starting, {total:,} samples",
-              file=self.stream, flush=True)
+        begins = (f"resuming at sample {done:,} of {total:,}" if done else f"starting, {total:,} samples" if total
+                  else "starting")  # total 0: a measurement after training (probe, K-Means)
+        print(f"{label}: {begins}", file=self.stream, flush=True)
 
 
 class Task:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
 from .config import BFLOAT16_CHECKED, ConfigError, TrainConfig
 from .models import MODELS, COMPOSED, base_model, check_name
+from .progress import Progress
 from .tables import LATENTS, TABLES, Cell, Table
 
 SWEEP = "sweep.json"  # what OUT holds: the spec and every unit, for `acai status` and re-attaching
@@ -322,19 +324,42 @@ class Unit:
             train_runs([m.config for m in todo], outs, resume=True, progress=progress if progress else False,
                        stack=len(todo) > 1)
         for member in self.members:
-            measure_after(member.folder(self.out), self.after, self.probe, self.clustering)
+            measure_after(member.folder(self.out), self.after, self.probe, self.clustering,
+                          progress or None, f"{member.model}/{member.data}/seed{member.seed}")
+
+    def trained_samples(self) -> int:
+        """The samples of the members that finished before this sweep (they report no progress)."""
+        return sum(m.config.steps * m.config.batch for m in self.members if finished(m, self.out) is not None)
 
 
-def measure_after(folder: Path, after, probe: dict, clustering: dict) -> dict:
-    """The measurements made on a finished run's folder (cached there against its checkpoint)."""
+def measure_after(folder: Path, after, probe: dict, clustering: dict, progress: Progress | None = None,
+                  label: str = "") -> dict:
+    """The measurements made on a finished run's folder (cached there against its checkpoint); each
+    shows how far it is on `progress` (a probe: minutes; 1,000 K-Means restarts: up to an hour)."""
     from .represent import cluster_run, run_probe
 
     results = {}
     if "final_probe" in after:
-        results["final_probe"] = run_probe(folder, **probe)["accuracy"]
+        with measuring(progress, label, "probe", "steps") as tick:
+            results["final_probe"] = run_probe(folder, tick=tick, **probe)["accuracy"]
     if "clustering" in after:
-        results["cluster_accuracy"] = cluster_run(folder, **clustering)["accuracy"]
+        with measuring(progress, label, "K-Means", "restarts") as tick:
+            results["cluster_accuracy"] = cluster_run(folder, tick=tick, **clustering)["accuracy"]
     return results
+
+
+@contextmanager
+def measuring(progress: Progress | None, label: str, what: str, unit: str):
+    """The measurement `what` of run `label` as a piece of work with no samples on `progress`:
+    -> tick(done, total) that shows "WHAT done/total UNIT" beside the label, or None."""
+    if progress is None:
+        yield None
+        return
+    progress.start(f"{label} {what}", 0, 0)
+    try:
+        yield lambda done, total: progress.advance(0, {"measuring": f"{what} {done:,}/{total:,} {unit}"})
+    finally:
+        progress.close()
 
 
 @dataclass
@@ -355,12 +380,17 @@ class PixelUnit:
     def cost(self) -> float:
         return self.probe["samples"] * 0.01
 
+    def trained_samples(self) -> int:
+        return 0
+
     def __call__(self, progress=None) -> None:
         from .represent import pixel_probe
 
         path = Path(self.out) / f"{self.id}.json"
         if ckpt.cached_json(path, self.probe) is None:
-            ckpt.save_json({**self.probe, **pixel_probe(self.data, self.data_dir, **self.probe)}, path)
+            with measuring(progress or None, self.id, "probe", "steps") as tick:
+                result = pixel_probe(self.data, self.data_dir, tick=tick, **self.probe)
+            ckpt.save_json({**self.probe, **result}, path)
 
     def result(self) -> dict:
         return ckpt.cached_json(Path(self.out) / f"{self.id}.json", self.probe)
@@ -489,7 +519,7 @@ def reproduce(spec: SweepSpec, executor=None, progress: bool = True) -> str:
     with ckpt.folder_lock(spec.out):
         write_sweep(spec, units)
         display = SweepDisplay(sum(unit.samples for unit in units), f"{spec.what} ({len(units)} units)",
-                               enabled=progress)
+                               enabled=progress, done=sum(unit.trained_samples() for unit in units))
         try:
             failures = (executor or Inline()).run(units, display)
         finally:

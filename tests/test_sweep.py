@@ -1,4 +1,5 @@
 """The reproduce layer: a sweep's units, its executors and `acai status`, on tiny runs."""
+import io
 import json
 import signal
 import subprocess
@@ -205,3 +206,29 @@ def test_sigterm_stops_a_local_sweep_in_the_middle_of_k_means(tmp_path):
     assert submitter.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()
     assert time.time() - stopped < 10, log.read_text()
     assert json.loads(cluster.read_text())["restarts"] == 2  # the earlier result stands; nothing half-written
+
+
+def test_a_rerun_counts_the_runs_it_reuses_and_shows_the_measurements_after_training(tmp_path):
+    """The bar of a sweep that reuses finished runs starts at their samples (it read 0 % at the start
+    of a table3 whose runs were all trained), and the minutes of probes and K-Means after training
+    show beside the run (the line read "running: -" through them)."""
+    from test_data_formats import write_mnist
+    from acai.progress import SweepDisplay
+
+    write_mnist(tmp_path / "data" / "mnist", n_train=200, n_test=50)
+    common = dict(datasets=["mnist"], models=["baseline"], data_dir=str(tmp_path / "data"), lines=False)
+    reproduce(tiny_sweep("table3", tmp_path, restarts=2, **common), Inline(), progress=False)  # trains the run
+    for what, options in (("table2", dict(probe_samples=1024)), ("table3", dict(restarts=5))):
+        units = plan(tiny_sweep(what, tmp_path, **options, **common))
+        total = sum(unit.samples for unit in units)
+        assert total > 0 and sum(unit.trained_samples() for unit in units) == total
+        stream = io.StringIO()
+        Inline().run(units, SweepDisplay(total, what, stream=stream, every=0, done=total))
+        lines = stream.getvalue().splitlines()
+        assert all(line.startswith(f"{what}: {total:,}/{total:,} samples (100%)") for line in lines), lines
+        shown = [line.split("running: ")[1] for line in lines]
+        if what == "table2":
+            assert "baseline/mnist/seed0 probe 16/16 steps" in shown, shown  # 1,024 samples, batch 64
+            assert "pixels-mnist probe 16/16 steps" in shown, shown
+        else:
+            assert [s for s in shown if "restarts" in s][-1] == "baseline/mnist/seed0 K-Means 5/5 restarts", shown
