@@ -232,3 +232,22 @@ def test_a_rerun_counts_the_runs_it_reuses_and_shows_the_measurements_after_trai
             assert "pixels-mnist probe 16/16 steps" in shown, shown
         else:
             assert [s for s in shown if "restarts" in s][-1] == "baseline/mnist/seed0 K-Means 5/5 restarts", shown
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="ProcessPoolExecutor's max_tasks_per_child is 3.11+")
+def test_each_unit_runs_in_a_fresh_worker_process(tmp_path):
+    """A worker that had trained and probed about seven MNIST runs in turn held 22.7 GB and was killed
+    for memory: each unit now gets a new process, whose memory goes back whole when it ends."""
+    from acai.progress import SweepDisplay
+
+    workers = set()
+
+    class Recording(SweepDisplay):
+        def sink(self, worker, event, *args):
+            workers.add(worker)
+            super().sink(worker, event, *args)
+
+    units = plan(tiny_sweep("table1", tmp_path, models=("baseline",), seeds=2))
+    assert Local(workers=1, threads=1).run(units, Recording(0, "table1", enabled=False)) == {
+        unit.id: None for unit in units}
+    assert len(units) == 2 and len(workers) == 2, workers  # "worker<pid>": one process per unit
