@@ -171,18 +171,27 @@ def cmd_samples(args) -> None:
     print(f"wrote {path}: {args.count} decoded {what}, by {args.run}")
 
 
-def cmd_reproduce(args) -> None:
-    from .executors import Inline, Local
-    from .sweep import PRESETS, SweepSpec, reproduce
+def reproduce_spec(args):
+    """The SweepSpec that `acai reproduce` runs, from its flags."""
+    from .sweep import PRESETS, SweepSpec
 
     preset = PRESETS[args.preset]
     suffix = ("" if args.precision == "preset" else f"-{args.precision}") + (
-        "-paper-recipe" if args.recipe == "paper" and args.preset != "paper" else "")
+        "-paper-recipe" if args.recipe == "paper" and args.preset != "paper" else "") + (
+        "" if args.lr is None else f"-lr{args.lr:g}")
     out = args.out or f"results/{args.what}-{args.preset}{suffix}"
-    spec = SweepSpec(args.what, out, preset, args.seeds or preset.seeds, tuple(args.models or MODELS),
+    return SweepSpec(args.what, out, preset, args.seeds or preset.seeds, tuple(args.models or MODELS),
                      tuple(args.datasets or ()), tuple(args.latents or ()), args.device, args.precision,
                      args.recipe, args.data_dir, args.stack == "on" or (args.stack == "auto" and args.device == "cuda"),
+                     overrides={} if args.lr is None else {"lr": args.lr},
                      probe_samples=args.probe_samples, restarts=args.restarts)
+
+
+def cmd_reproduce(args) -> None:
+    from .executors import Inline, Local
+    from .sweep import reproduce
+
+    spec = reproduce_spec(args)
     if args.executor == "inline":
         executor = Inline()
     elif args.executor == "local":
@@ -348,6 +357,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "into its own folder (default ...-PRESET-PRECISION)")
     p.add_argument("--recipe", default="preset", choices=["preset", "paper"],
                    help="paper: the preset's budget with the paper's recipe (Adam 1e-4, batch 64, float32)")
+    p.add_argument("--lr", type=finite_float, default=None,
+                   help="one Adam rate for every model, in place of the preset's per-model rates (a model's "
+                        "own group rates, e.g. the AAE's critic, stay), into its own folder (default "
+                        "...-lrRATE); e.g. to compare BASE with BASE+acai at one rate")
     p.add_argument("--executor", default="local", choices=["inline", "local", "slurm"],
                    help="inline: in this process; local: worker processes (default); slurm: a job array")
     p.add_argument("--workers", type=positive_int, default=None,

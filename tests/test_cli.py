@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +62,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("acai: error:") and "\n" not in err
+
+
+def test_reproduce_lr_trains_every_model_at_one_rate_into_its_own_folder(tmp_path, monkeypatch):
+    """--lr takes the place of the preset's per-model rates (the quick preset trains BASE at 1e-3 and
+    BASE+acai at ACAI's 5e-4), so that a base and its +acai version differ by the regulariser only."""
+    from acai.cli import make_parser, reproduce_spec
+    from acai.sweep import describe
+
+    monkeypatch.chdir(tmp_path)
+    models = ["baseline", "dropout", "dropout+acai", "aae", "acai"]
+    preset = reproduce_spec(make_parser().parse_args(["reproduce", "table1", "--models", *models]))
+    assert {run.model: run.config.lr for run in preset.runs()} == {
+        "baseline": 3e-4, "dropout": 1e-3, "dropout+acai": 5e-4, "aae": 1e-3, "acai": 5e-4}
+    one = reproduce_spec(make_parser().parse_args(["reproduce", "table1", "--models", *models, "--lr", "5e-4"]))
+    assert {run.config.lr for run in one.runs()} == {5e-4} and one.out == Path("results/table1-quick-lr0.0005")
+    assert '"lr": 0.0005' in describe(one) and preset.out == Path("results/table1-quick")
+    with pytest.raises(SystemExit) as stop:  # argparse's exit, one line (Parser.error)
+        main(["reproduce", "table1", "--lr", "0", "--quiet"])
+    assert stop.value.code == 2 and not Path("results").exists()
 
 
 def test_argparse_errors_exit_2_in_a_real_process(tmp_path):
