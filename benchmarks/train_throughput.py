@@ -1,7 +1,7 @@
-"""Training throughput of each model through the real trainer vs a plain eager step (samples/s, batch 64).
+"""Training throughput of each model through the real trainer vs a plain eager step (samples/s, batch 64 unless --batch).
 
     python benchmarks/train_throughput.py [--settings lines|svhn] [--depth 16|64] [--device cpu|cuda]
-        [--precision float32|bfloat16] [--compile] [--models acai baseline] [--steps 8] [--rounds 5]
+        [--precision float32|bfloat16] [--compile] [--models acai baseline] [--batch 64] [--steps 8] [--rounds 5]
         [--warmup 3] [--out F]
 
 "trainer" is `train_step` on a `build_run` Run (one forward pass, per-group
@@ -59,7 +59,7 @@ from acai.nets import LEAK, Leaky
 from acai.nets import to_device
 from acai.run import build_run, keep_freed_memory, train_step
 
-BATCH = 64
+BATCH = 64  # the paper's; the quick preset trains lines at 16 (--batch 16)
 
 
 def competent_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -105,7 +105,7 @@ def competent_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def make_run(model: str, args, precision: str):
-    config = TrainConfig(model=model, data=args.settings, depth=args.depth, device=args.device, batch=BATCH,
+    config = TrainConfig(model=model, data=args.settings, depth=args.depth, device=args.device, batch=args.batch,
                          precision=precision)
     if args.settings == "lines":
         return build_run(config)
@@ -116,10 +116,11 @@ def make_run(model: str, args, precision: str):
 
 
 def make_batches(run, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    batch = run.config.batch
     if run.config.data == "lines":
-        return [run.source.train_batch(0, s, BATCH) for s in range(count)]
+        return [run.source.train_batch(0, s, batch) for s in range(count)]
     g = torch.Generator().manual_seed(0)
-    return [(torch.rand(BATCH, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 10, (BATCH,), generator=g))
+    return [(torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 10, (batch,), generator=g))
             for _ in range(count)]  # x (B, 3, 32, 32) in [-1, 1], y (B,)
 
 
@@ -196,11 +197,11 @@ def measure_speed(model: str, args) -> dict:
     for round_ in range(args.rounds):
         for side in (sides_of(model) if round_ % 2 == 0 else sides_of(model)[::-1]):
             step, batches, _ = sides[side]
-            rates[side].append(BATCH * args.steps / window(step, batches[args.warmup:], device))
+            rates[side].append(args.batch * args.steps / window(step, batches[args.warmup:], device))
     result = {side: dict(samples_per_s=float(np.median(r)), rounds=r, gflop_per_step=flops[side] / 1e9,
-                         gflops=flops[side] / 1e9 * float(np.median(r)) / BATCH) for side, r in rates.items()}
+                         gflops=flops[side] / 1e9 * float(np.median(r)) / args.batch) for side, r in rates.items()}
     if args.compile:  # warm-up time beyond what the same steps take at the steady rate
-        result["trainer"]["compile_s"] = warm_s["trainer"] - args.warmup * BATCH / result["trainer"]["samples_per_s"]
+        result["trainer"]["compile_s"] = warm_s["trainer"] - args.warmup * args.batch / result["trainer"]["samples_per_s"]
     if "plain" not in result:
         return result
     per_round = [t / p for t, p in zip(rates["trainer"], rates["plain"])]
@@ -244,6 +245,7 @@ def in_subprocess(*worker: str) -> dict:
 def default_out(args) -> Path:
     name = f"train_throughput-{args.settings}-{args.device}" + (f"-d{args.depth}" if args.depth else "")
     name += ("-bf16" if args.precision == "bfloat16" else "") + ("-compile" if args.compile else "")
+    name += f"-b{args.batch}" if args.batch != BATCH else ""
     return Path("benchmarks/results") / f"{name}.json"
 
 
@@ -256,6 +258,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"], help="trainer side only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the trainer's step")
+    parser.add_argument("--batch", type=int, default=BATCH, help="samples per step (the quick preset's lines: 16)")
     parser.add_argument("--steps", type=int, default=8, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=5, help="timed windows per side, alternating sides")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
@@ -271,7 +274,7 @@ def main() -> None:
         return
     memory = "peak CUDA MiB (max_memory_allocated)" if args.device == "cuda" else "peak RSS rise MiB (VmHWM)"
     threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
-    print(f"samples/s at batch {BATCH}, {args.settings}, depth {args.depth or 'default'}, {args.device}{threads}; "
+    print(f"samples/s at batch {args.batch}, {args.settings}, depth {args.depth or 'default'}, {args.device}{threads}; "
           f"trainer {args.precision}{' compiled' if args.compile else ''}, plain float32 eager; "
           f"median of {args.rounds} alternating windows of {args.steps} steps; memory: {memory}")
     from conv_peak import peaks
@@ -318,7 +321,7 @@ def main() -> None:
     settings = {k: getattr(args, k) for k in ("settings", "depth", "device", "precision", "compile", "steps", "rounds",
                                               "warmup")}
     out.write_text(json.dumps(dict(machine=machine, torch=torch.__version__, threads=torch.get_num_threads(),
-                                   batch=BATCH, memory=memory, peak_gflops=peak, **settings, rows=rows),
+                                   batch=args.batch, memory=memory, peak_gflops=peak, **settings, rows=rows),
                               indent=2) + "\n")
     print(f"wrote {out}")
 
