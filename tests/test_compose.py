@@ -256,6 +256,17 @@ def test_reproduce_table1_with_composed_models(tmp_path):
     assert (tmp_path / "runs" / "lines-dz64" / "baseline+acai" / "seed1" / "metrics.json").exists()
 
 
+def test_the_baseline_pairs_with_acai_in_the_with_and_without_table(tmp_path):
+    """`acai` is `baseline+acai`, so Table 1 of the paper's models already holds the baseline's pair."""
+    from acai.sweep import reproduce
+
+    spec = tiny_sweep("table1", tmp_path, models=("baseline", "vae", "acai"), seeds=1,
+                      overrides=dict(samples=64, eval_every=32))
+    table = reproduce(spec, progress=False)
+    pairs = [line for line in table.splitlines() if line.startswith("| lines") and "→" in line]
+    assert len(pairs) == 1 and pairs[0].startswith("| lines | 64 | baseline (with ACAI: acai) |")
+
+
 def test_mnist_tables_2_and_3_with_composed_models(tmp_path):
     """The MNIST half of the measurement: probe on final codes and K-Means, BASE beside BASE+acai."""
     from acai.sweep import reproduce
