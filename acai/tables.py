@@ -18,7 +18,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .evaluations import UNRANKED
-from .models import COMPOSED
+from .models import WITH_ACAI
 
 # Table 1 of the paper: Mean Distance (x10^-3) and Smoothness, mean ± std over 5 runs.
 PAPER_TABLE1 = {
@@ -208,16 +208,10 @@ def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), ra
 
 
 def regularizer_effect(table: Table, cells: dict, rates: dict | None) -> list[str]:
-    """A second table, for every BASE trained beside BASE+acai: each measure without and with the ACAI
+    """A second table, for every BASE trained beside BASE+acai (or the baseline beside `acai`): each measure without and with the ACAI
     regulariser (the better mean in bold when both are eligible), and the critic's cost in samples/s."""
-    pairs = []
-    for (data, dz), by_model in cells.items():
-        for name, base in COMPOSED.items():
-            # `acai` is `baseline+acai` (the same losses and weights for a seed: tests/test_compose.py),
-            # so a table with the baseline and `acai` has the baseline's pair too.
-            with_ = name if name in by_model else "acai" if base == "baseline" and "acai" in by_model else None
-            if with_ is not None and base in by_model:
-                pairs.append((data, dz, base, with_))
+    pairs = [(data, dz, base, name) for (data, dz), by_model in cells.items()
+             for name, base in WITH_ACAI.items() if name in by_model and base in by_model]
     if not pairs or not table.measures:
         return []
     headings = [f"{m.heading}: {side}" for m in table.measures for side in ("without", "with ACAI")]

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 import acai.run as run_module
 from acai.config import ConfigError, TrainConfig
-from acai.models import COMPOSED, MODELS, NAMES
+from acai.models import COMPOSED, MODELS, NAMES, WITH_ACAI
 from acai.nets import LEAK, Leaky
 from acai.nets import to_device
 from acai.run import build_run, keep_freed_memory, train_step
@@ -311,7 +311,7 @@ def main() -> None:
               f"{row['peak_mib']['trainer'] or 0:7.0f} {row['peak_mib']['plain'] or 0:7.0f}"
               + (f" {row['trainer']['compile_s']:9.1f}" if args.compile else ""), flush=True)
     rate = {row["model"]: row["trainer"]["samples_per_s"] for row in rows if "trainer" in row}
-    for name, base in {**COMPOSED, "acai": "baseline"}.items():  # acai is baseline+acai (tests/test_compose.py)
+    for name, base in WITH_ACAI.items():
         if name in rate and base in rate:
             print(f"critic's cost: {base} {rate[base]:.0f} -> {name} {rate[name]:.0f} samples/s "
                   f"({rate[name] / rate[base]:.2f}x the rate, trainer side, separate subprocesses)")

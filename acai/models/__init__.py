@@ -36,6 +36,9 @@ MODELS = {
 REGULARIZED = "+acai"  # the suffix that adds the ACAI regulariser to a model
 COMPOSED = {f"{name}{REGULARIZED}": name for name in MODELS if name != "acai"}  # composed name -> its base
 NAMES = (*MODELS, *COMPOSED)  # every name `build` accepts
+# Every name that is BASE with the ACAI regulariser -> BASE: the composed ones, and `acai`, which is
+# `baseline+acai` update for update (tests/test_compose.py). Tables and benchmarks pair BASE with these.
+WITH_ACAI = {**COMPOSED, "acai": "baseline"}
 _COMPOSED_HPARAMS = {name: composed_hparams(MODELS[base].Hparams) for name, base in COMPOSED.items()}
 
 
