@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError, TrainConfig
-from .data import Capability, DataError, offers
-from .models import MODELS, NAMES
-from .run import RunFailed
-from .sweep import PRESETS
-from .tables import TABLES
+from acai.core.data import Capability, DataError, offers
+from acai.core.models import MODELS, NAMES
+from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS
+from acai.reproduce.plan import STACK
+from acai.reproduce.presets import PRESETS, RECIPES
+from acai.reproduce.tables import TABLES
+from acai.training.config import LR_DECAYS, PRECISIONS, ConfigError, TrainConfig
+from acai.training.run import RunFailed
 
-
-PAPER_SAMPLES = 1 << 24
+PAPER = TrainConfig()  # the paper's settings (SPEC 3): the defaults of the flags below are read from it
 
 
 def parse_hparams(items: list[str]) -> dict:
@@ -41,8 +42,8 @@ def output_path(text: str, what: str = "run folder", example: str = "runs/acai-l
 
 def saved_budget(out: Path) -> int | None:
     """The --samples of the run saved in `out`, if there is one."""
-    from . import checkpoint as ckpt
-    from .run import CHECKPOINT
+    from acai.training import checkpoint as ckpt
+    from acai.training.run import CHECKPOINT
 
     if not (out / CHECKPOINT).exists():
         return None
@@ -78,31 +79,40 @@ class Estimate:
             self.said = True
 
 
+def train_config(args) -> TrainConfig:
+    """`acai train`'s run: the recipe's fields for the model (--recipe), then every flag given."""
+    recipe = RECIPES[args.recipe].values(args.model)
+    given = {name: getattr(args, name) for name in ("batch", "lr", "lr_warmup", "lr_decay", "lr_decay_over")
+             if getattr(args, name) is not None}
+    hparams = {**recipe.pop("hparams", {}), **parse_hparams(args.hp)}
+    return TrainConfig(model=args.model, data=args.data, samples=args.samples, seed=args.seed,
+                       eval_every=args.eval_every, device=args.device, data_dir=args.data_dir, dz=args.dz,
+                       scales=args.scales, depth=args.depth, latent=args.latent, precision=args.precision,
+                       hparams=hparams, **{**recipe, **given})
+
+
 def cmd_train(args) -> None:
     import dataclasses
     from contextlib import ExitStack
 
-    from .train import Hooks, train_runs
+    from acai.training.loop import Hooks, train
 
     out = output_path(args.out)
-    samples, hooks = args.samples, None
-    if samples is None:
+    requested, hooks = args.samples, None
+    if args.samples is None:
         first = out / f"seed{args.seed}" if args.seeds > 1 else out
-        samples = (saved_budget(first) if args.resume else None) or PAPER_SAMPLES
-    config = TrainConfig(model=args.model, data=args.data, samples=samples, batch=args.batch, lr=args.lr,
-                         seed=args.seed, eval_every=args.eval_every, device=args.device, data_dir=args.data_dir,
-                         dz=args.dz, scales=args.scales, depth=args.depth, latent=args.latent,
-                         precision=args.precision, hparams=parse_hparams(args.hp))
+        args.samples = (saved_budget(first) if args.resume else None) or PAPER.samples
+    config = train_config(args)
 
     def shown(metrics: dict) -> str:
         keys = ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
         state = f" state={metrics['state']}" if metrics.get("state", "ok") != "ok" else ""
         return " ".join(f"{k}={metrics[k]:.6g}" for k in keys if k in metrics) + state
 
-    if args.samples is None and not args.resume:
+    if requested is None and not args.resume:
         # The paper's budget is long on a CPU (about 18 h for ACAI on 2 cores): say so before it starts.
         def announce():
-            print(f"acai: --samples not given: training the paper's budget of {samples:,} samples (2^24); pass "
+            print(f"acai: --samples not given: training the paper's budget of {config.samples:,} samples (2^24); pass "
                   f"--samples N for a shorter run (e.g. --samples 65536); a time estimate follows after the first "
                   f"steps", file=sys.stderr, flush=True)
 
@@ -114,22 +124,21 @@ def cmd_train(args) -> None:
         outs = [out / f"seed{c.seed}" for c in configs]
     with ExitStack() as held:
         if args.tensorboard:  # event files in each run folder's tensorboard/, written through the loop's hooks
-            from .tensorboard_log import Writer
+            from acai.reproduce.tensorboard_log import Writer
 
             board = held.enter_context(Writer()).hooks()
             hooks = dataclasses.replace(board, before_training=hooks.before_training, after_step=hooks.after_step) \
                 if hooks is not None else board
-        results = train_runs(configs, outs, resume=args.resume, progress=not args.quiet, stack=args.seeds > 1,
-                             hooks=hooks)
+        results = train(configs, outs, resume=args.resume, progress=not args.quiet, hooks=hooks)
     for metrics, out in zip(results, outs):
         prefix = f"seed {metrics['seed']}: " if args.seeds > 1 else ""
         print(f"{prefix}{shown(metrics)} -> wrote {out / 'metrics.json'}")
 
 
 def cmd_interpolate(args) -> None:
-    from . import checkpoint as ckpt
-    from .figures import grid_image, interpolation_rows, save_png
-    from .run import FAILED, load_run
+    from acai.training import checkpoint as ckpt
+    from acai.reproduce.figures import grid_image, interpolation_rows, save_png
+    from acai.training.run import FAILED, load_run
 
     if args.steps < 2:
         raise ConfigError(f"--steps {args.steps}: an interpolation needs at least 2 steps (its two ends); "
@@ -158,8 +167,8 @@ def cmd_interpolate(args) -> None:
 
 
 def cmd_samples(args) -> None:
-    from .figures import random_code_images, samples_grid, save_png
-    from .run import load_run
+    from acai.reproduce.figures import random_code_images, samples_grid, save_png
+    from acai.training.run import load_run
 
     model = load_run(args.run).model
     path = save_png(samples_grid(random_code_images(model, args.count, args.seed)), args.out)
@@ -173,59 +182,68 @@ def cmd_samples(args) -> None:
 
 def reproduce_spec(args):
     """The SweepSpec that `acai reproduce` runs, from its flags."""
-    from .sweep import PRESETS, SweepSpec
+    from acai.reproduce.plan import SweepSpec
 
     preset = PRESETS[args.preset]
     suffix = ("" if args.precision == "preset" else f"-{args.precision}") + (
         "-paper-recipe" if args.recipe == "paper" and args.preset != "paper" else "") + (
         "" if args.lr is None else f"-lr{args.lr:g}")
-    out = args.out or f"results/{args.what}-{args.preset}{suffix}"
-    return SweepSpec(args.what, out, preset, args.seeds or preset.seeds, tuple(args.models or MODELS),
-                     tuple(args.datasets or ()), tuple(args.latents or ()), args.device, args.precision,
-                     args.recipe, args.data_dir, args.stack == "on" or (args.stack == "auto" and args.device == "cuda"),
-                     overrides={} if args.lr is None else {"lr": args.lr},
-                     probe_samples=args.probe_samples, restarts=args.restarts)
+    return SweepSpec(what=args.what, out=args.out or f"results/{args.what}-{args.preset}{suffix}", preset=preset,
+                     seeds=args.seeds or preset.seeds, models=tuple(args.models or MODELS),
+                     datasets=tuple(args.datasets or ()), latents=tuple(args.latents or ()), device=args.device,
+                     precision=args.precision, recipe=args.recipe, data_dir=args.data_dir, stack=args.stack,
+                     overrides={} if args.lr is None else {"lr": args.lr}, probe_samples=args.probe_samples,
+                     restarts=args.restarts, iterations=args.iterations)
+
+
+def inline_executor(args):
+    from acai.reproduce.executors import Inline
+
+    return Inline()
+
+
+def local_executor(args):
+    from acai.reproduce.executors import Local
+
+    return Local(args.workers, args.threads)
+
+
+def slurm_executor(args):
+    from acai.reproduce.slurm import Slurm
+
+    return Slurm(partition=args.slurm_partition, gpus_per_task=args.gpus_per_task, time_limit=args.time_limit,
+                 max_parallel=args.max_parallel)
+
+
+EXECUTORS = {"inline": inline_executor, "local": local_executor, "slurm": slurm_executor}  # --executor
 
 
 def cmd_reproduce(args) -> None:
-    from .executors import Inline, Local
-    from .sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
-    spec = reproduce_spec(args)
-    if args.executor == "inline":
-        executor = Inline()
-    elif args.executor == "local":
-        executor = Local(args.workers, args.threads)
-    else:
-        from .slurm import Slurm
-
-        executor = Slurm(partition=args.slurm_partition, gpus_per_task=args.gpus_per_task,
-                         time_limit=args.time_limit, max_parallel=args.max_parallel)
-    reproduce(spec, executor, progress=not args.quiet)
+    reproduce(reproduce_spec(args), EXECUTORS[args.executor](args), progress=not args.quiet)
 
 
 def cmd_status(args) -> None:
-    from .status import status
+    from acai.reproduce.status import status
 
     print(status(args.out))
 
 
 def cmd_report(args) -> None:
-    from .report import write_report
-    from .sweep import SWEEP
+    from acai.reproduce.report import write_report
 
     if args.tensorboard:
-        from .tensorboard_log import convert, summary_writer
+        from acai.reproduce.tensorboard_log import convert, summary_writer
 
         summary_writer()  # a missing tensorboard: one line now, before anything is written
         for line in convert(args.out):
             print(line)
-    if not args.tensorboard or (Path(args.out) / SWEEP).exists():
-        print(f"wrote {write_report(args.out)}")
+    print(f"wrote {write_report(args.out)}")
 
 
 def cmd_probe(args) -> None:
-    from .represent import pixel_probe, run_probe
+    from acai.measures.represent import pixel_probe, run_probe
 
     if (args.run is None) == (args.data is None):
         raise ConfigError("give either a run folder (its codes) or --data NAME (raw pixels), not both or neither")
@@ -242,7 +260,7 @@ def cmd_probe(args) -> None:
 
 
 def cmd_cluster(args) -> None:
-    from .represent import cluster_run
+    from acai.measures.represent import cluster_run
 
     result = cluster_run(args.run, args.restarts, args.iterations, args.seed, progress=show_progress(args))
     print(f"K-Means on {result['codes'][0]:,} x {result['codes'][1]} codes ({result['clustered_codes']}) "
@@ -293,12 +311,23 @@ def make_parser() -> argparse.ArgumentParser:
                    help=f"one of {', '.join(MODELS)}, or BASE+acai: BASE with the ACAI regulariser")
     p.add_argument("--data", default="lines", help="lines, mnist, svhn, cifar10, celeba or folder:PATH")
     p.add_argument("--samples", type=positive_int, default=None,
-                   help="training budget in samples (default: the paper's 2^24, hours on a CPU; with --resume: the "
-                        "run's own)")
-    p.add_argument("--batch", type=positive_int, default=64)
-    p.add_argument("--lr", type=finite_float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=positive_int, default=1 << 16, help="samples between evaluations (65536)")
+                   help=f"training budget in samples (default: the paper's {PAPER.samples:,}, hours on a CPU; with "
+                        f"--resume: the run's own)")
+    p.add_argument("--recipe", default="paper", choices=list(RECIPES),
+                   help="how the run learns: paper (Adam 1e-4, batch 64, constant rate), short (batch 16, a "
+                        "per-model rate, warm-up, cosine to 0 at the end of the run) or long (short, ACAI at "
+                        "2e-4); docs/faithfulness.md. The flags below override its fields")
+    p.add_argument("--batch", type=positive_int, default=None, help=f"default: the recipe's (paper: {PAPER.batch})")
+    p.add_argument("--lr", type=finite_float, default=None,
+                   help=f"Adam's rate for every group (default: the recipe's; paper: {PAPER.lr:g})")
+    p.add_argument("--lr-warmup", type=int, default=None, help="samples over which the rate rises from 0")
+    p.add_argument("--lr-decay", choices=LR_DECAYS, default=None, help="none (constant) or cosine (to 0)")
+    p.add_argument("--lr-decay-over", type=positive_int, default=None,
+                   help="samples over which the cosine falls to 0 (default: the run's); more than --samples "
+                        "stops part of the way down")
+    p.add_argument("--seed", type=int, default=PAPER.seed)
+    p.add_argument("--eval-every", type=positive_int, default=PAPER.eval_every,
+                   help=f"samples between evaluations ({PAPER.eval_every:,})")
     p.add_argument("--dz", type=positive_int, default=None, help="latent size d_z (e.g. 32 or 256 on MNIST)")
     p.add_argument("--scales", type=positive_int, default=None, help="override the data set's number of scales")
     p.add_argument("--depth", type=positive_int, default=None, help="override the first layer's width")
@@ -306,8 +335,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                    help="model hyper-parameter (BASE+acai: BASE's, and lam, gamma, critic_depth)")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--device", default=PAPER.device, help="cpu, cuda or auto")
+    p.add_argument("--precision", default=PAPER.precision, choices=PRECISIONS,
                    help="bfloat16: forward passes under autocast, weights and evaluation float32 (default float32)")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, metrics.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -343,17 +372,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", nargs="+", type=positive_int, default=None,
                    help="latent sizes d_z (default: the paper's; quick: the first only)")
     p.add_argument("--seeds", type=positive_int, default=None, help="seeds per model (default: the preset's)")
-    p.add_argument("--stack", choices=["auto", "on", "off"], default="auto",
+    p.add_argument("--stack", choices=STACK, default=STACK[0],
                    help="train the seeds of a model together with stacked weights (auto: on a GPU)")
     p.add_argument("--models", nargs="+", choices=list(NAMES), default=None,
                    help="default: the paper's seven; BASE+acai adds the ACAI regulariser to BASE")
-    p.add_argument("--restarts", type=positive_int, default=1000, help="K-Means restarts for table3 (1000)")
+    p.add_argument("--restarts", type=positive_int, default=PAPER_RESTARTS,
+                   help=f"K-Means restarts for table3 ({PAPER_RESTARTS:,}, the release's)")
+    p.add_argument("--iterations", type=positive_int, default=PAPER_ITERATIONS,
+                   help=f"K-Means iterations per restart at most, for table3 ({PAPER_ITERATIONS:,})")
     p.add_argument("--probe-samples", type=positive_int, default=None,
                    help="budget of the probe on final codes and the pixel baseline (default: the preset's)")
     p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="preset", choices=["preset", "float32", "bfloat16"],
-                   help="preset: each model as the preset says (see README); or one precision for all, "
+                   help="preset: each model as the preset says (README, presets); or one precision for all, "
                         "into its own folder (default ...-PRESET-PRECISION)")
     p.add_argument("--recipe", default="preset", choices=["preset", "paper"],
                    help="paper: the preset's budget with the paper's recipe (Adam 1e-4, batch 64, float32)")
@@ -361,7 +393,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="one Adam rate for every model, in place of the preset's per-model rates (a model's "
                         "own group rates, e.g. the AAE's critic, stay), into its own folder (default "
                         "...-lrRATE); e.g. to compare BASE with BASE+acai at one rate")
-    p.add_argument("--executor", default="local", choices=["inline", "local", "slurm"],
+    p.add_argument("--executor", default="local", choices=list(EXECUTORS),
                    help="inline: in this process; local: worker processes (default); slurm: a job array")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="local: worker processes (default: one per core, fewer if fewer units)")
@@ -380,8 +412,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the --out folder of `acai reproduce`")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("report", help="one self-contained HTML page of a reproduction: OUT/report.html")
-    p.add_argument("out", help="the --out folder of `acai reproduce`")
+    p = sub.add_parser("report", help="one self-contained HTML page of a reproduction, a run or a folder of runs: "
+                                      "OUT/report.html")
+    p.add_argument("out", help="the --out folder of `acai reproduce` or `acai train`, or a folder of run folders")
     p.add_argument("--tensorboard", action="store_true",
                    help="also convert every run's log.jsonl (and final grid) into TensorBoard events in "
                         "RUN/tensorboard/ (needs pip install 'acai[tensorboard]')")
@@ -391,8 +424,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", default=None, help="run folder written by `acai train`")
     p.add_argument("--data", default=None, help="probe the raw pixels of this data set instead (the paper's baseline)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--samples", type=positive_int, default=1 << 24, help="training samples (2^24, as the paper)")
-    p.add_argument("--eval-every", type=positive_int, default=1 << 16)
+    p.add_argument("--samples", type=positive_int, default=PAPER.samples,
+                   help=f"training samples ({PAPER.samples:,}, as the paper)")
+    p.add_argument("--eval-every", type=positive_int, default=PAPER.eval_every)
     p.add_argument("--window", type=positive_int, default=20, help="report the median of the last this-many")
     p.add_argument("--protocol", choices=["tandem", "classify_fc"], default=None,
                    help="tandem: the tandem probe's (constant rate, no smoothing; default for a run's codes); "
@@ -404,8 +438,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="K-Means clustering accuracy of a trained run's codes (table 3)")
     p.add_argument("run", help="run folder written by `acai train`")
-    p.add_argument("--restarts", type=positive_int, default=1000)
-    p.add_argument("--iterations", type=positive_int, default=1000)
+    p.add_argument("--restarts", type=positive_int, default=PAPER_RESTARTS)
+    p.add_argument("--iterations", type=positive_int, default=PAPER_ITERATIONS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cluster)

@@ -1,4 +1,4 @@
-"""Benchmark of the SPEC 5 clustering protocol (acai.cluster) on synthetic codes.
+"""Benchmark of the SPEC 5 clustering protocol (acai.measures.cluster) on synthetic codes.
 
 Not a test: it times `evaluate_clustering` (whitening + batched K-Means with
 --restarts restarts of at most 1,000 iterations + Hungarian accuracy) on
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from acai import cluster  # noqa: E402
+from acai.measures import cluster  # noqa: E402
 
 
 def synthetic_codes(n_train: int, n_test: int, d: int, k: int = 10, seed: int = 0):

@@ -11,10 +11,10 @@ On the lines settings of Table 1 (the paper's network, batch 64), for every mode
    gradient's sign is clear, so only weights whose gradient is almost 0 may go another way.
    TF32 is off for this part only (PyTorch lets cuDNN use it by default, and training does).
 2. throughput: samples/s of `train_step` (batches made beforehand) and its peak device memory.
-3. stacked: K = 1, 2, 4, 8 seeds in one vmapped step (acai/stacked.py): samples/s of all K.
+3. stacked: K = 1, 2, 4, 8 seeds in one vmapped step (acai/training/stacked.py): samples/s of all K.
 4. projection: a 2^24-sample ACAI run = 2^24 samples at the measured rate + one evaluation
    every 2^16 samples at the measured time of one (the second; the first builds the metric's index).
-5. peak: the device's GFLOP/s on a large 3x3 convolution (benchmarks/conv_peak.py).
+5. peak: the device's GFLOP/s on a large 3x3 convolution (`peaks` in benchmarks/train_throughput.py).
 Writes everything as JSON; exits 1 if a model's match fails. --small is for a CPU: a tiny
 network, batch 16, 2 steps, K = 1, 2 and no conv peak; its speeds mean nothing.
 """
@@ -31,11 +31,15 @@ from pathlib import Path
 
 import torch
 
-from acai.config import ConfigError, TrainConfig
-from acai.models import MODELS
-from acai.stacked import stack_runs, stacked_noise, stacked_step
-from acai.nets import to_device
-from acai.run import build_run, evaluate, lr_factor, resolve_device, set_learning_rates, step_losses, train_step, update_groups
+from acai.core.models import MODELS
+from acai.core.nets import to_device
+from acai.training.config import ConfigError, TrainConfig
+from acai.training.machine import resolve_device
+from acai.training.run import build_run, evaluate, lr_factor, set_learning_rates, step_losses, train_step, update_groups
+from acai.training.stacked import stack_runs, stacked_noise, stacked_step
+
+from timing import seconds_per_call
+from train_throughput import peaks
 
 SAMPLES, EVAL_EVERY = 1 << 24, 1 << 16  # the paper's budget and evaluation interval
 SMALL = dict(scales=2, depth=4, latent=4, eval_pairs=8)  # tests/conftest.py's tiny network
@@ -48,7 +52,7 @@ def config(model: str, device: str, args, seed: int = 0) -> TrainConfig:
 
 
 def step_with_noise(run, x, y, noise: dict) -> dict[str, torch.Tensor]:
-    """acai.train.train_step with the noise given instead of drawn (the test checks they agree)."""
+    """acai.training.loop.train_step with the noise given instead of drawn (the test checks they agree)."""
     losses, out = step_losses(run.model, run.probe, x, y, noise, run.config.precision)
     set_learning_rates(run.optimizers, run.base_lr, lr_factor(run.config, run.step))
     update_groups(losses, run.groups, run.optimizers)
@@ -89,23 +93,6 @@ def match(model: str, device: torch.device, args) -> dict:
                 weight_max_abs_diff=max_abs, ok=worst <= 1e-3 and differ <= 1e-3 * total)
 
 
-def timed(step, batches, device: torch.device, warmup: int) -> float:
-    """Seconds per step over batches[warmup:], after `warmup` steps."""
-    for batch in batches[:warmup]:
-        step(*batch)
-    sync(device)
-    start = time.perf_counter()
-    for batch in batches[warmup:]:
-        step(*batch)
-    sync(device)
-    return (time.perf_counter() - start) / (len(batches) - warmup)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -121,7 +108,7 @@ def throughput(model: str, device: torch.device, args) -> tuple[dict, object]:
     run = build_run(config(model, device.type, args))
     batches = [tuple(to_device(t, device) for t in run.source.train_batch(0, s, args.batch))
                for s in range(args.warmup + args.steps)]
-    seconds = timed(lambda x, y: train_step(run, x, y), batches, device, args.warmup)
+    seconds = seconds_per_call(lambda x, y: train_step(run, x, y), batches, device, args.warmup)
     return dict(samples_per_second=args.batch / seconds, peak_mib=peak_mib(device)), run
 
 
@@ -133,18 +120,14 @@ def stacked(model: str, k: int, device: torch.device, args) -> dict:
     for s in range(args.warmup + args.steps):  # the same images for every member: the cost is the same
         x, y = source.train_batch(0, s, args.batch)
         batches.append((to_device(torch.stack([x] * k), device), torch.stack([y] * k).to(device)))
-    seconds = timed(lambda x, y: stacked_step(stack, x, y, stacked_noise(stack.members, x.dtype)), batches, device,
-                    args.warmup)
+    seconds = seconds_per_call(lambda x, y: stacked_step(stack, x, y, stacked_noise(stack.members, x.dtype)), batches,
+                               device, args.warmup)
     return dict(seeds=k, samples_per_second=k * args.batch / seconds, peak_mib=peak_mib(device))
 
 
 def evaluation_seconds(run) -> float:
-    evaluate(run)  # the first builds the metric's reference index, once per process
-    sync(run.device)
-    start = time.perf_counter()
-    evaluate(run)
-    sync(run.device)
-    return time.perf_counter() - start
+    # The second evaluation: the first builds the metric's reference index, once per process.
+    return seconds_per_call(lambda: evaluate(run), 2, run.device, warmup=1)
 
 
 def main(argv=None) -> int:
@@ -193,9 +176,6 @@ def main(argv=None) -> int:
         print(f"projected 2^24-sample ACAI run: {result['projection']['hours']:.2f} h ({rate:.0f} samples/s, "
               f"{evaluations} evaluations of {evaluation:.2f} s)")
     if not args.small:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from conv_peak import peaks
-
         result["peak_gflops"] = peaks(device.type)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     result["ok"] = all(m["ok"] for m in result["match"].values())

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from acai.executors import Local
-from acai.models import MODELS
-from acai.sweep import PRESETS, SweepSpec, finished, reproduce
+from acai.reproduce.executors import Local
+from acai.core.models import MODELS
+from acai.reproduce.plan import SweepSpec, finished
+from acai.reproduce.presets import PRESETS
+from acai.reproduce.sweep import reproduce
 
 METRICS = ("mean_distance", "smoothness", "probe_accuracy")
 

@@ -1,8 +1,11 @@
-"""Training throughput of each model through the real trainer vs a plain eager step (samples/s, batch 64 unless --batch).
+"""Training throughput of each model through the real trainer vs a plain eager step (samples/s, batch 64 unless --batch),
+or, with --stacked, of K seeds trained at once with stacked weights vs one run.
 
     python benchmarks/train_throughput.py [--settings lines|svhn] [--depth 16|64] [--device cpu|cuda]
         [--precision float32|bfloat16] [--compile] [--models acai baseline] [--batch 64] [--steps 8] [--rounds 5]
-        [--warmup 3] [--out F]
+        [--warmup 3] [--stacked K [K ...]] [--out F]
+    python benchmarks/train_throughput.py --models acai --stacked 2 4 8 --steps 20
+    python benchmarks/train_throughput.py --models baseline --steps 2 --rounds 1 --warmup 1 --out /tmp/t.json  # smoke
 
 "trainer" is `train_step` on a `build_run` Run (one forward pass, per-group
 gradients, channels-last, in-place activations; with --precision bfloat16 the
@@ -13,15 +16,16 @@ probe's losses summed into one backward; for the two models with an adversary
 (AAE, ACAI) the decoder runs once for reconstructions and once for mixtures,
 one backward for the autoencoder's loss through the critic, then the critic's
 loss on detached inputs with one backward of its own (`competent_step`).
-A composed model (BASE+acai, acai/models/regularizer.py) is timed on the
+A composed model (BASE+acai, acai/core/models/regularizer.py) is timed on the
 trainer side only; the critic's cost is its rate against BASE's trainer rate,
 printed at the end when both are asked for (`--models vae vae+acai`).
 
 GFLOP/s: each side's FLOPs per step are counted once with
 torch.utils.flop_counter (convolutions and matrix products, forward and
 backward) and multiplied by its steps/s; "of peak" divides by this device's
-measured peak for the same precision (benchmarks/conv_peak.py: a large 3x3
-convolution forward and backward, timed in the same run).
+measured peak for the same precision, measured at the start of the same run
+(`peaks`: a large 3x3 convolution, forward and backward, channels-last; FLOPs =
+3 passes x 2 x N·H·W·Cin·Cout·9; the median of 7 timed passes after 2 untimed).
 Settings: lines (Arch scales 4, depth 16, latent 16; VQ-VAE scales 3) or svhn
 (3x32x32, scales 3, depth 64, latent 2, d_z 32) on random images in [-1, 1] and labels 0..9, since only shapes matter
 for speed. Batches are made and moved to the device before timing.
@@ -34,6 +38,15 @@ subprocess of its own, so that its peak is its own: on CUDA
 torch.cuda.max_memory_allocated, on CPU the rise of the peak RSS (VmHWM)
 from just after the imports. "compile s" is the warm-up time beyond what the
 same steps take at the steady rate.
+
+Stacked (--stacked K [K ...], instead of the trainer/plain table): one run's
+`train_step` against `stacked_step` of K members (acai/training/stacked.py), each
+member with batch --batch and every member given the same images (the cost is the
+same), each step's noise draws timed as part of it. Both in float32: autocast does
+not work under vmap, so stacked seeds train in float32 only. The single run and
+every K are timed in one subprocess per model in alternating windows as above;
+total samples/s counts all members; ratio = time of one stacked step / time of one
+single step (below K means stacking pays).
 """
 from __future__ import annotations
 
@@ -43,7 +56,6 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -52,14 +64,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import acai.run as run_module
-from acai.config import ConfigError, TrainConfig
-from acai.models import COMPOSED, MODELS, NAMES, WITH_ACAI
-from acai.nets import LEAK, Leaky
-from acai.nets import to_device
-from acai.run import build_run, keep_freed_memory, train_step
+import acai.training.run as run_module
+from acai.training.config import ConfigError, TrainConfig
+from acai.core.models import COMPOSED, MODELS, NAMES, WITH_ACAI
+from acai.core.nets import LEAK, Leaky, to_device
+from acai.training.machine import keep_freed_memory
+from acai.training.run import build_run, train_step
+from acai.training.stacked import stack_runs, stacked_noise, stacked_step
+
+from timing import seconds_per_call
 
 BATCH = 64  # the paper's; the quick preset trains lines at 16 (--batch 16)
+PEAK_SHAPE = dict(batch=64, channels=128, size=32)  # large enough for every core; the trainer's widest layers
 
 
 def competent_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -104,9 +120,9 @@ def competent_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
     opt["critic"].step()
 
 
-def make_run(model: str, args, precision: str):
+def make_run(model: str, args, precision: str, seed: int = 0):
     config = TrainConfig(model=model, data=args.settings, depth=args.depth, device=args.device, batch=args.batch,
-                         precision=precision)
+                         precision=precision, seed=seed)
     if args.settings == "lines":
         return build_run(config)
     # SVHN's files are not needed to time it: build_run gets a stand-in with its shape and 10 classes.
@@ -166,38 +182,38 @@ def flops_per_step(step, batches) -> float:
     return float(counter.get_total_flops())
 
 
-def clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
+def warm_up(step, batches, device: torch.device) -> float:
+    """Seconds the untimed warm-up steps took (compilation happens here)."""
+    return len(batches) * seconds_per_call(step, batches, device) if batches else 0.0
 
 
-def window(step, batches, device: torch.device) -> float:
-    """Seconds for one pass over `batches`."""
-    start = clock(device)
-    for x, y in batches:
-        step(x, y)
-    return clock(device) - start
+def alternating_rates(sides: dict, device: torch.device, args) -> dict[object, list[float]]:
+    """{side: (step, batches, samples per step)} -> {side: samples/s of each of --rounds windows over
+    batches[--warmup:]}, the sides taking turns window by window.
+
+    This machine's speed drifts by tens of percent over minutes; alternating the
+    sides (and which goes first) makes the ratios between them robust to it.
+    """
+    order = list(sides)
+    rates = {side: [] for side in sides}
+    for round_ in range(args.rounds):
+        for side in (order if round_ % 2 == 0 else order[::-1]):
+            step, batches, samples = sides[side]
+            rates[side].append(samples / seconds_per_call(step, batches[args.warmup:], device))
+    return rates
 
 
 def measure_speed(model: str, args) -> dict:
-    """Both sides in this process, timed in alternating windows -> median samples/s of each.
-
-    This machine's speed drifts by tens of percent over minutes; alternating the
-    sides window by window (and which goes first) makes their ratio robust to it.
-    """
+    """Both sides in this process, timed in alternating windows -> median samples/s of each."""
     try:
         sides = {side: prepare(model, side, args) for side in sides_of(model)}
     except ConfigError as error:  # a precision the model refuses
         return dict(error=str(error))
     device = sides["trainer"][2].device
     flops = {side: flops_per_step(step, batches) for side, (step, batches, _) in sides.items()}
-    warm_s = {side: window(step, batches[:args.warmup], device) for side, (step, batches, _) in sides.items()}
-    rates = {side: [] for side in sides}
-    for round_ in range(args.rounds):
-        for side in (sides_of(model) if round_ % 2 == 0 else sides_of(model)[::-1]):
-            step, batches, _ = sides[side]
-            rates[side].append(args.batch * args.steps / window(step, batches[args.warmup:], device))
+    warm_s = {side: warm_up(step, batches[:args.warmup], device) for side, (step, batches, _) in sides.items()}
+    rates = alternating_rates({side: (step, batches, args.batch) for side, (step, batches, _) in sides.items()},
+                              device, args)
     result = {side: dict(samples_per_s=float(np.median(r)), rounds=r, gflop_per_step=flops[side] / 1e9,
                          gflops=flops[side] / 1e9 * float(np.median(r)) / args.batch) for side, r in rates.items()}
     if args.compile:  # warm-up time beyond what the same steps take at the steady rate
@@ -210,9 +226,61 @@ def measure_speed(model: str, args) -> dict:
     return result
 
 
+def measure_stacked(model: str, args) -> dict:
+    """One run's train_step and K members' stacked_step for each K in --stacked, in alternating windows
+    -> median samples/s of each (all members counted) and the step-time ratio."""
+    try:
+        single = make_run(model, args, "float32")
+        stacks = {k: stack_runs([make_run(model, args, "float32", seed) for seed in range(k)]) for k in args.stacked}
+    except ConfigError as error:
+        return dict(error=str(error))
+    device = single.device
+    batches = make_batches(single, args.warmup + args.steps)
+    sides = {"single": ((lambda x, y: train_step(single, x, y)),
+                        [(to_device(x, device), y.to(device)) for x, y in batches], args.batch)}
+    for k, stack in stacks.items():
+        def step(x, y, stack=stack):  # the members' noise is drawn in the step, as in training
+            stacked_step(stack, x, y, stacked_noise(stack.members, x.dtype))
+
+        sides[k] = step, [(to_device(torch.stack([x] * k), device), torch.stack([y] * k).to(device))
+                          for x, y in batches], k * args.batch  # x (K, B, C, H, W), y (K, B)
+    for step, side_batches, _ in sides.values():
+        warm_up(step, side_batches[:args.warmup], device)
+    rates = alternating_rates(sides, device, args)
+    rate = {side: float(np.median(r)) for side, r in rates.items()}
+    return dict(single=dict(samples_per_s=rate["single"], rounds=rates["single"]),
+                stacked=[dict(seeds=k, samples_per_s=rate[k], rounds=rates[k], ratio=k * rate["single"] / rate[k])
+                         for k in stacks])
+
+
+def conv_gflops(dtype: torch.dtype, device: str = "cpu", repeats: int = 7) -> float:
+    """GFLOP/s of one 3x3 convolution forward + backward (input and weight gradients) at PEAK_SHAPE."""
+    n, c, s = PEAK_SHAPE["batch"], PEAK_SHAPE["channels"], PEAK_SHAPE["size"]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, s, s, generator=generator).to(device, dtype).to(memory_format=torch.channels_last)
+    w = (torch.randn(c, c, 3, 3, generator=generator) / 24).to(device, dtype).to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w.requires_grad_(True)
+    flops = 3 * 2 * n * s * s * c * c * 9
+
+    def once() -> None:
+        y = F.conv2d(x, w, padding=1)
+        torch.autograd.grad(y, (x, w), torch.ones_like(y))
+
+    for _ in range(2):  # the first passes choose kernels and allocate
+        once()
+    # The median of single passes: a busy machine slows a few of them, not the figure.
+    return flops / float(np.median([seconds_per_call(once, 1, device) for _ in range(repeats)])) / 1e9
+
+
+def peaks(device: str = "cpu") -> dict[str, float]:
+    """This device's measured peak GFLOP/s for the work a training step is made of, per precision."""
+    return {"float32": conv_gflops(torch.float32, device), "bfloat16": conv_gflops(torch.bfloat16, device)}
+
+
 def peak_rss_kib() -> float:
     """This process's peak resident memory, KiB. Linux: VmHWM, the peak of this program's own memory.
-    Not ru_maxrss: a child forked from a larger parent (this script, after conv_peak's large
+    Not ru_maxrss: a child forked from a larger parent (this script, after the peak's large
     convolution) inherits the parent's peak there, so every rise read 0."""
     try:
         with open("/proc/self/status") as status:
@@ -228,7 +296,8 @@ def measure_memory(model: str, side: str, args) -> dict:
         step, batches, run = prepare(model, side, args)
     except ConfigError as error:
         return dict(error=str(error))
-    window(step, batches[:args.warmup + 2], run.device)
+    for x, y in batches[:args.warmup + 2]:
+        step(x, y)
     if run.device.type == "cuda":
         return dict(peak_mib=torch.cuda.max_memory_allocated() / 2**20)
     return dict(peak_mib=(peak_rss_kib() - rss_after_imports) / 2**10)
@@ -246,6 +315,7 @@ def default_out(args) -> Path:
     name = f"train_throughput-{args.settings}-{args.device}" + (f"-d{args.depth}" if args.depth else "")
     name += ("-bf16" if args.precision == "bfloat16" else "") + ("-compile" if args.compile else "")
     name += f"-b{args.batch}" if args.batch != BATCH else ""
+    name += "-stacked" if args.stacked else ""
     return Path("benchmarks/results") / f"{name}.json"
 
 
@@ -262,25 +332,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=5, help="timed windows per side, alternating sides")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--stacked", nargs="+", type=int, metavar="K",
+                        help="instead of trainer vs plain: K seeds with stacked weights vs one run, for each K")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/train_throughput-...)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stacked and (args.precision != "float32" or args.compile):
+        parser.error("--stacked times eager float32 steps only (autocast does not work under vmap)")
     if args.worker:
-        # As acai.train does on a CPU; in this one process the plain side gets it too, so the ratio
+        # As acai.training.loop does on a CPU; in this one process the plain side gets it too, so the ratio
         # below is the trainer against a plain step that keeps its memory as well.
         keep_freed_memory()
         kind, *what = args.worker
-        print(json.dumps(measure_speed(*what, args) if kind == "speed" else measure_memory(*what, args)))
+        measure = dict(speed=measure_speed, stacked=measure_stacked, memory=measure_memory)[kind]
+        print(json.dumps(measure(*what, args)))
+        return
+    if args.stacked:
+        stacked_table(args)
         return
     memory = "peak CUDA MiB (max_memory_allocated)" if args.device == "cuda" else "peak RSS rise MiB (VmHWM)"
     threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
     print(f"samples/s at batch {args.batch}, {args.settings}, depth {args.depth or 'default'}, {args.device}{threads}; "
           f"trainer {args.precision}{' compiled' if args.compile else ''}, plain float32 eager; "
           f"median of {args.rounds} alternating windows of {args.steps} steps; memory: {memory}")
-    from conv_peak import peaks
-
     peak = peaks(args.device)
-    print(f"measured peak (3x3 conv fwd+bwd, benchmarks/conv_peak.py): float32 {peak['float32']:.0f} GFLOP/s, "
+    print(f"measured peak (3x3 conv fwd+bwd at {PEAK_SHAPE}): float32 {peak['float32']:.0f} GFLOP/s, "
           f"bfloat16 {peak['bfloat16']:.0f} GFLOP/s")
     print(f"{'model':14s} {'trainer':>8s} {'plain':>8s} {'ratio':>6s} {'per-window':>11s} {'GF/step tr/pl':>14s} "
           f"{'GFLOP/s tr':>10s} {'of peak':>7s} {'GFLOP/s pl':>10s} {'of peak':>7s} {'mem tr':>7s} {'mem pl':>7s}"
@@ -315,14 +391,37 @@ def main() -> None:
         if name in rate and base in rate:
             print(f"critic's cost: {base} {rate[base]:.0f} -> {name} {rate[name]:.0f} samples/s "
                   f"({rate[name] / rate[base]:.2f}x the rate, trainer side, separate subprocesses)")
+    write(args, dict(memory=memory, peak_gflops=peak, rows=rows))
+
+
+def stacked_table(args) -> None:
+    """--stacked: each model's single run against K stacked seeds, one subprocess per model."""
+    threads = f", {torch.get_num_threads()} threads" if args.device == "cpu" else ""
+    print(f"samples/s (all members) at batch {args.batch} per member, {args.settings}, depth "
+          f"{args.depth or 'default'}, {args.device}{threads}, float32; median of {args.rounds} alternating windows "
+          f"of {args.steps} steps; ratio = stacked step time / single step time (below K: stacking pays)")
+    print(f"{'model':14s} {'K':>3s} {'single':>8s} {'stacked':>8s} {'ratio':>6s}")
+    rows = []
+    for model in args.models:
+        row = dict(model=model, **in_subprocess("stacked", model))
+        rows.append(row)
+        if "error" in row:
+            print(f"{model:14s} n/a: {row['error']}", flush=True)
+            continue
+        for stacked in row["stacked"]:
+            print(f"{model:14s} {stacked['seeds']:3d} {row['single']['samples_per_s']:8.0f} "
+                  f"{stacked['samples_per_s']:8.0f} {stacked['ratio']:6.2f}", flush=True)
+    write(args, dict(seeds=args.stacked, rows=rows))
+
+
+def write(args, result: dict) -> None:
     machine = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     out = Path(args.out) if args.out else default_out(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("settings", "depth", "device", "precision", "compile", "steps", "rounds",
                                               "warmup")}
     out.write_text(json.dumps(dict(machine=machine, torch=torch.__version__, threads=torch.get_num_threads(),
-                                   batch=args.batch, memory=memory, peak_gflops=peak, **settings, rows=rows),
-                              indent=2) + "\n")
+                                   batch=args.batch, **settings, **result), indent=2) + "\n")
     print(f"wrote {out}")
 
 

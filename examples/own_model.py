@@ -2,7 +2,7 @@
 
     python examples/own_model.py [--steps 400] [--lam 0.5] [--seed 0]
 
-A small MLP encoder and decoder (nothing from acai.nets) get the regulariser with
+A small MLP encoder and decoder (nothing from acai.core.nets) get the regulariser with
 `acai.regularize`: a critic built for 1x32x32 images, eq. 1 for the critic and
 eq. 2's λ‖d(x̂_α)‖² added to our own reconstruction loss. At the end the lines
 metrics (Mean Distance, Smoothness; appendix A) score 256 interpolations.
@@ -21,7 +21,7 @@ from torch import nn
 
 import acai
 from acai import lines
-from acai.evaluations import lines_interpolations
+from acai.measures.evaluations import lines_interpolations
 
 
 def mlp_autoencoder(code_size: int = 32, hidden: int = 256) -> tuple[nn.Module, nn.Module]:

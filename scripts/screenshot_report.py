@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the WebDriver client the tests use
 from chromium import Chromium, missing  # noqa: E402
 
-from acai.report import write_report  # noqa: E402
+from acai.reproduce.report import write_report  # noqa: E402
 
 
 def main() -> int:

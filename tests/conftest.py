@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from acai.config import TrainConfig
-from acai.models import base_model
-from acai.nets import Arch
+from acai.training.config import TrainConfig
+from acai.core.models import base_model
+from acai.core.nets import Arch
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "lines_public.npz"
 TINY = Arch(scales=2, depth=4, latent=4, colors=1)  # d_z 64, fast enough for hundreds of steps
@@ -27,12 +27,14 @@ def tiny_config(model: str = "acai", **overrides) -> TrainConfig:
 def tiny_sweep(what: str, out, lines: bool = True, **options):
     """A SweepSpec of the quick preset whose every run is tiny (on lines also a tiny network;
     on images the data set's own scales and latent size, at depth 4)."""
-    from acai.sweep import PRESETS, SweepSpec
+    from acai.reproduce.plan import SweepSpec
+    from acai.reproduce.presets import PRESETS
 
     keys = ("samples", "batch", "eval_every", "eval_pairs", "checkpoint_seconds", "depth")
     overrides = {key: TINY_SETTINGS[key] for key in keys + (("scales", "latent") if lines else ())}
     overrides.update(options.pop("overrides", {}))
-    return SweepSpec(what, out, PRESETS["quick"], options.pop("seeds", 1), overrides=overrides, **options)
+    return SweepSpec(what=what, out=out, preset=PRESETS["quick"], seeds=options.pop("seeds", 1), overrides=overrides,
+                     **options)
 
 
 def tiny_args(model: str = "acai", **overrides) -> list[str]:
@@ -45,14 +47,14 @@ def tiny_args(model: str = "acai", **overrides) -> list[str]:
 def kill_midway(config: TrainConfig, out) -> None:
     """Train `config` into `out` and die on the way to its third evaluation, as a killed process
     would (the fault comes through the loop's hook, not a patched module)."""
-    from acai.train import Hooks, train
+    from acai.training.loop import Hooks, train
 
     def die(step):
         if step == 2 * config.eval_every_steps + 3:
             raise SystemExit("killed")
 
     with pytest.raises(SystemExit):
-        train(config, out, progress=False, hooks=Hooks(after_step=die))
+        train([config], [out], progress=False, hooks=Hooks(after_step=die))[0]
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from acai.cli import main
-from acai.sweep import reproduce
+from acai.reproduce.sweep import reproduce
 
 from conftest import tiny_args, tiny_sweep
 
@@ -68,7 +68,7 @@ def test_reproduce_lr_trains_every_model_at_one_rate_into_its_own_folder(tmp_pat
     """--lr takes the place of the preset's per-model rates (the quick preset trains BASE at 1e-3 and
     BASE+acai at ACAI's 5e-4), so that a base and its +acai version differ by the regulariser only."""
     from acai.cli import make_parser, reproduce_spec
-    from acai.sweep import describe
+    from acai.reproduce.plan import describe
 
     monkeypatch.chdir(tmp_path)
     models = ["baseline", "dropout", "dropout+acai", "aae", "acai"]
@@ -113,3 +113,20 @@ def test_reproduce_table1_writes_table_and_figure_and_skips_finished_runs(tmp_pa
     stamp = (tmp_path / "runs" / "lines-dz64" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns
     reproduce(spec, progress=False)
     assert (tmp_path / "runs" / "lines-dz64" / "acai" / "seed1" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_train_recipe_short_outside_reproduce():
+    """`acai train --recipe short` trains as the short recipe does for that model; each flag given wins."""
+    from acai.cli import make_parser, train_config
+
+    def config(*flags):
+        return train_config(make_parser().parse_args(["train", "--out", "x", *flags]))
+
+    acai = config("--model", "acai", "--recipe", "short", "--samples", "4096")
+    assert (acai.batch, acai.lr, acai.lr_warmup, acai.lr_decay, acai.lr_decay_over) == (16, 5e-4, 2048, "cosine", None)
+    assert config("--model", "acai", "--recipe", "short", "--lr", "2e-4", "--batch", "32").lr == 2e-4
+    assert config("--model", "acai", "--recipe", "short", "--lr-decay-over", "8192").decay_steps == 512
+    assert config("--model", "vqvae", "--recipe", "short", "--hp", "num_latents=5").hparams == dict(decay=0.99,
+                                                                                                 num_latents=5)
+    paper = config("--model", "acai")
+    assert (paper.batch, paper.lr, paper.lr_warmup, paper.lr_decay, paper.samples) == (64, 1e-4, 0, "none", 1 << 24)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from acai import cluster
+from acai.measures import cluster
 
 
 def blobs(n_per=200, d=5, k=4, spread=0.3, seed=0):

@@ -13,13 +13,13 @@ from torch import nn
 
 import acai
 from acai.cli import main, make_parser
-from acai.config import ConfigError, TrainConfig
-from acai.lines import LinesSource
-from acai.models import COMPOSED, MODELS, NAMES, build, make_hparams
-from acai.models.acai import critic_loss, fold_alpha
-from acai.models.regularizer import Regularizer, image_critic
-from acai.run import build_run, load_run, step_losses, train_step, update_groups
-from acai.train import train, train_runs
+from acai.training.config import ConfigError, TrainConfig
+from acai.core.lines import LinesSource
+from acai.core.models import COMPOSED, MODELS, NAMES, build, make_hparams
+from acai.core.models.acai import critic_loss, fold_alpha
+from acai.core.models.regularizer import Regularizer, image_critic
+from acai.training.run import build_run, load_run, step_losses, train_step, update_groups
+from acai.training.loop import train
 
 from conftest import TINY, kill_midway, tiny_args, tiny_config, tiny_sweep
 
@@ -93,7 +93,7 @@ def test_baseline_plus_acai_is_acai_bit_for_bit(tmp_path):
             assert torch.equal(a, b)
             assert all(torch.equal(u, v) for u, v in zip(runs["acai"].optimizers[group].state[a].values(),
                                                          runs["baseline+acai"].optimizers[group].state[b].values()))
-    whole = {name: train(dataclasses.replace(config, model=name), tmp_path / name, progress=False)
+    whole = {name: train([dataclasses.replace(config, model=name)], [tmp_path / name], progress=False)[0]
              for name in runs}
     for key in ("mean_distance", "smoothness", "probe_accuracy"):
         assert whole["baseline+acai"][key] == pytest.approx(whole["acai"][key], rel=0, abs=0, nan_ok=True), key
@@ -193,9 +193,9 @@ def test_mixtures_are_what_the_base_interpolates(base):
 @pytest.mark.parametrize("model", ["vae+acai", "vqvae+acai"])
 def test_killed_composed_run_resumes_to_the_plain_run(tmp_path, model):
     config = tiny_config(model, samples=512)
-    whole = train(config, tmp_path / "whole", progress=False)
+    whole = train([config], [tmp_path / "whole"], progress=False)[0]
     kill_midway(config, tmp_path / "killed")  # dies on its way to the third evaluation
-    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+    resumed = train([config], [tmp_path / "killed"], resume=True, progress=False)[0]
     for key in ("mean_distance", "smoothness", "probe_accuracy"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9, nan_ok=True), key
     a, b = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("whole", "killed"))
@@ -207,9 +207,9 @@ def test_killed_composed_run_resumes_to_the_plain_run(tmp_path, model):
 @pytest.mark.parametrize("model", ["denoising+acai", "aae+acai", "vqvae+acai"])
 def test_stacked_composed_seeds_train_as_plain_runs(tmp_path, model):
     configs = [tiny_config(model, samples=128, seed=seed) for seed in (1, 2)]
-    alone = [train(c, tmp_path / f"alone{c.seed}", progress=False) for c in configs]
+    alone = [train([c], [tmp_path / f"alone{c.seed}"], progress=False)[0] for c in configs]
     outs = [tmp_path / "stack" / f"seed{c.seed}" for c in configs]
-    stacked = train_runs(configs, outs, progress=False, stack=True)
+    stacked = train(configs, outs, progress=False)
     for a, b, config, out in zip(alone, stacked, configs, outs):
         for key in ("mean_distance", "smoothness", "probe_accuracy"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6, nan_ok=True), key
@@ -238,7 +238,7 @@ def test_cli_trains_a_composed_model_with_its_hyper_parameters(tmp_path, capsys)
 
 
 def test_reproduce_table1_with_composed_models(tmp_path):
-    from acai.sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
     parsed = make_parser().parse_args(["reproduce", "table1", "--models", "baseline", "baseline+acai"])
     assert parsed.models == ["baseline", "baseline+acai"]
@@ -258,7 +258,7 @@ def test_reproduce_table1_with_composed_models(tmp_path):
 
 def test_the_baseline_pairs_with_acai_in_the_with_and_without_table(tmp_path):
     """`acai` is `baseline+acai`, so Table 1 of the paper's models already holds the baseline's pair."""
-    from acai.sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
     spec = tiny_sweep("table1", tmp_path, models=("baseline", "vae", "acai"), seeds=1,
                       overrides=dict(samples=64, eval_every=32))
@@ -269,7 +269,7 @@ def test_the_baseline_pairs_with_acai_in_the_with_and_without_table(tmp_path):
 
 def test_mnist_tables_2_and_3_with_composed_models(tmp_path):
     """The MNIST half of the measurement: probe on final codes and K-Means, BASE beside BASE+acai."""
-    from acai.sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
     mnist = ROOT.parent / "shared" / "data" / "mnist"
     if not mnist.exists():

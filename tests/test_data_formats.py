@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from acai.data import DataError, get_source
-from acai.data import celeba, cifar10, download, folder, mnist, svhn
+from acai.core.data import DataError, get_source
+from acai.core.data import celeba, cifar10, download, folder, mnist, svhn
 
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from acai import checkpoint as ckpt
+from acai.training import checkpoint as ckpt
 from acai.cli import main
-from acai.config import ConfigError
-from acai.run import CHECKPOINT, evaluate, load_run, resolve_device
-from acai.train import train
+from acai.training.config import ConfigError
+from acai.training.run import CHECKPOINT, evaluate, load_run, resolve_device
+from acai.training.loop import train
 
 from conftest import tiny_config
 
@@ -32,7 +32,7 @@ def test_asking_for_cuda_without_one_is_one_line_and_exit_2(tmp_path, capsys):
 @no_gpu
 def test_a_run_trained_on_a_gpu_opens_on_a_cpu(tmp_path):
     config = tiny_config("vae", samples=64, eval_every=64, seed=0)
-    train(config, tmp_path, progress=False)
+    train([config], [tmp_path], progress=False)[0]
     state = ckpt.load_torch(tmp_path / CHECKPOINT)
     state["config"]["device"], state["generator_device"] = "cuda", "cuda"  # as a GPU run would save it
     state["generator"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state; no CPU one fits it

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from acai.models import MODELS
-from acai.run import build_run, train_step
+from acai.core.models import MODELS
+from acai.training.run import build_run, train_step
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))

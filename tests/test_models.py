@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from acai.lines import LinesSource
-from acai.models import MODELS, ConfigError, build, make_hparams
-from acai.models.acai import autoencoder_loss, critic_loss, fold_alpha
-from acai.nets import Arch, decoder, encoder
+from acai.core.lines import LinesSource
+from acai.core.models import MODELS, ConfigError, build, make_hparams
+from acai.core.models.acai import autoencoder_loss, critic_loss, fold_alpha
+from acai.core.nets import Arch, decoder, encoder
 
 from conftest import TINY
 
@@ -158,8 +158,8 @@ def test_vqvae_ema_update_by_hand():
 
 
 def test_vqvae_training_step_stores_the_ema_codebook():
-    from acai.config import TrainConfig
-    from acai.run import build_run, train_step
+    from acai.training.config import TrainConfig
+    from acai.training.run import build_run, train_step
 
     run = build_run(TrainConfig(model="vqvae", scales=2, depth=4, latent=4, hparams={"codebook_log2": 4}))
     x, y = run.source.train_batch(0, 0, 8)
@@ -231,8 +231,8 @@ def test_hparams_validation():
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_few_hundred_steps_reduce_reconstruction_error(name):
-    from acai.config import TrainConfig
-    from acai.run import build_run, train_step
+    from acai.training.config import TrainConfig
+    from acai.training.run import build_run, train_step
 
     config = TrainConfig(model=name, scales=2, depth=4, latent=4, seed=0, lr=1e-3,
                          hparams={"codebook_log2": 6} if name == "vqvae" else {})

@@ -5,17 +5,12 @@ import pytest
 import torch
 
 from acai.cli import main
-from acai.config import ConfigError, TrainConfig
-from acai.nets import mse
-from acai.stacked import train_stacked
-from acai.run import build_run, evaluate, train_step
-from acai.train import train
+from acai.training.config import ConfigError, TrainConfig
+from acai.core.nets import mse
+from acai.training.run import build_run, evaluate, train_step
+from acai.training.loop import train
 
 from conftest import tiny_config
-
-
-def tiny(model="acai", **overrides):
-    return tiny_config(model, **{"precision": "bfloat16", **overrides})
 
 
 def conv_dtypes(run) -> list:
@@ -32,7 +27,7 @@ def test_unknown_precision_is_a_config_error():
 
 
 def test_vqvae_quantises_in_float32_under_bf16():
-    run = build_run(tiny("vqvae"))
+    run = build_run(tiny_config("vqvae", precision="bfloat16"))
     seen, vectors = conv_dtypes(run), []
     run.model.project.register_forward_hook(lambda module, inputs, output: vectors.append(output.dtype))
     codebook = run.model.codebook.clone()
@@ -44,7 +39,7 @@ def test_vqvae_quantises_in_float32_under_bf16():
 
 @pytest.mark.parametrize("model", ["acai", "aae", "vae"])
 def test_forward_runs_in_bf16_while_weights_optimisers_and_evaluation_stay_float32(model):
-    run = build_run(tiny(model))
+    run = build_run(tiny_config(model, precision="bfloat16"))
     seen = conv_dtypes(run)
     x, y = run.source.train_batch(0, 0, 16)
     logs = train_step(run, x, y)
@@ -57,14 +52,14 @@ def test_forward_runs_in_bf16_while_weights_optimisers_and_evaluation_stay_float
     seen.clear()
     evaluate(run)
     assert seen and set(seen) == {torch.float32}
-    float32 = build_run(tiny(model, precision="float32"))
+    float32 = build_run(tiny_config(model, precision="float32"))
     seen = conv_dtypes(float32)
     train_step(float32, x, y)
     assert seen == [torch.float32]
 
 
 def test_bf16_run_trains_and_its_reconstruction_loss_falls():
-    run = build_run(tiny("acai", lr=1e-3))
+    run = build_run(tiny_config("acai", precision="bfloat16", lr=1e-3))
     x_test, _ = run.source.train_batch(99, 0, 64)  # a batch the run never trains on
 
     def reconstruction() -> float:  # in float32, as evaluation
@@ -80,9 +75,9 @@ def test_bf16_run_trains_and_its_reconstruction_loss_falls():
 @pytest.mark.filterwarnings("ignore:bfloat16 is not checked")
 @pytest.mark.parametrize("model", ["acai", "dropout"])
 def test_bf16_resume_is_exact(tmp_path, model):
-    whole = train(tiny(model), tmp_path / "whole", progress=False)
-    train(tiny(model, samples=128), tmp_path / "parts", progress=False)  # stops (and saves) half way
-    resumed = train(tiny(model), tmp_path / "parts", resume=True, progress=False)
+    whole = train([tiny_config(model, precision="bfloat16")], [tmp_path / "whole"], progress=False)[0]
+    train([tiny_config(model, precision="bfloat16", samples=128)], [tmp_path / "parts"], progress=False)[0]  # stops (and saves) half way
+    resumed = train([tiny_config(model, precision="bfloat16")], [tmp_path / "parts"], resume=True, progress=False)[0]
     for key in ("mean_distance", "smoothness", "probe_accuracy"):
         assert resumed[key] == pytest.approx(whole[key], rel=0, abs=0, nan_ok=True), key
     a, b = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("whole", "parts"))
@@ -90,22 +85,22 @@ def test_bf16_resume_is_exact(tmp_path, model):
         assert torch.equal(value, b["model"][name]), name
     assert torch.equal(a["generator"], b["generator"])
     with pytest.raises(ConfigError, match="different precision"):
-        train(tiny(model, samples=512, precision="float32"), tmp_path / "parts", resume=True, progress=False)
+        train([tiny_config(model, precision="float32", samples=512)], [tmp_path / "parts"], resume=True, progress=False)[0]
 
 
 def test_bf16_warns_only_for_models_not_checked(tmp_path):
     with pytest.warns(UserWarning, match="bfloat16 is not checked for baseline"):
-        train(tiny("baseline", samples=16, eval_every=16), tmp_path / "baseline", progress=False)
+        train([tiny_config("baseline", precision="bfloat16", samples=16, eval_every=16)], [tmp_path / "baseline"], progress=False)[0]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        train(tiny("acai", samples=16, eval_every=16), tmp_path / "acai", progress=False)
+        train([tiny_config("acai", precision="bfloat16", samples=16, eval_every=16)], [tmp_path / "acai"], progress=False)[0]
     assert not [w for w in seen if "bfloat16 is not checked" in str(w.message)]
 
 
 def test_stacked_seeds_refuse_bf16(tmp_path):
-    configs = [tiny("acai", seed=seed) for seed in (1, 2)]
+    configs = [tiny_config("acai", precision="bfloat16", seed=seed) for seed in (1, 2)]
     with pytest.raises(ConfigError, match="float32 only .autocast does not work under vmap"):
-        train_stacked(configs, [tmp_path / "s1", tmp_path / "s2"], progress=False)
+        train(configs, [tmp_path / "s1", tmp_path / "s2"], progress=False)
     assert not (tmp_path / "s1").exists()  # refused before anything was written
 
 

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acai import lines
-from acai.config import TrainConfig
-from acai.models import MODELS, ConfigError, make_hparams
-from acai.models.hparams import _parse_bool, _parse_float, _parse_int, _parse_int_tuple, declared
+from acai.training.config import TrainConfig
+from acai.core.models import MODELS, ConfigError, make_hparams
+from acai.core.models.hparams import _parse_bool, _parse_float, _parse_int, _parse_int_tuple, declared
 
 # derandomize: the same examples on every run, so CI never meets a new one by chance.
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,

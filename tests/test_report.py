@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from acai.cli import main
-from acai.report import write_report
-from acai.sweep import reproduce
+from acai.reproduce.report import write_report
+from acai.reproduce.sweep import reproduce
 
 from chromium import Chromium, missing
 from conftest import tiny_sweep
@@ -153,3 +153,66 @@ def test_report_command(sweep, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("acai: error:") and "sweep.json" in err and "\n" not in err
+
+
+def bold_in_markdown(markdown: str) -> dict[str, str | None]:
+    """{measure heading: the model whose cell is bold} of Table 1's markdown."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| lines |")]
+    header = next(line for line in markdown.splitlines() if line.startswith("| Data |")).split(" | ")
+    bold = {}
+    for column, heading in enumerate(header):
+        if heading in ("Mean Distance (×10⁻³)", "Smoothness"):
+            models = [line.split(" | ")[2] for line in lines if line.split(" | ")[column].startswith("**")]
+            bold[heading] = models[0] if models else None
+    return bold
+
+
+def test_markdown_table_and_report_bold_the_same_model(sweep, browser, tmp_path):
+    """The page's "best" comes from the markdown table's code (tables.best_models), not a copy of it."""
+    from acai.reproduce.plan import read_sweep
+    from acai.reproduce.sweep import write_results
+
+    out = tmp_path / "picked"
+    shutil.copytree(sweep, out)
+    (out / RUNS / "vae" / "seed1" / "failed.json").unlink()
+    values = {("baseline", 0): (4e-3, 0.12), ("baseline", 1): (5e-3, 0.13), ("vae", 0): (3e-3, 0.30),
+              ("vae", 1): (2e-3, 0.40)}  # vae best on Mean Distance, the baseline on Smoothness
+    for (model, seed), (md, sm) in values.items():
+        log = out / RUNS / model / f"seed{seed}" / "log.jsonl"
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        entries[-1].update(mean_distance=md, smoothness=sm, state="ok")
+        log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    spec = read_sweep(out)
+    spec.out = out
+    markdown = write_results(spec)
+    assert bold_in_markdown(markdown) == {"Mean Distance (×10⁻³)": "vae", "Smoothness": "baseline"}
+    load(browser, write_report(out))
+    best = browser.run("""return [...document.querySelectorAll('table.results tr[data-model]')].map(tr =>
+        [tr.dataset.model, [...tr.cells].map((td, i) => td.classList.contains('best') ? i : -1).filter(i => i >= 0)])""")
+    assert {model: cells for model, cells in best if cells} == {"vae": [3], "baseline": [7]}
+
+
+def test_report_of_one_run_and_of_a_folder_of_runs(browser, tmp_path, capsys):
+    from conftest import tiny_args
+
+    run = tmp_path / "one"
+    assert main(["train", "--model", "baseline", "--out", str(run), *tiny_args("baseline", samples=64,
+                                                                              eval_every=32)]) == 0
+    assert main(["report", str(run)]) == 0
+    load(browser, run / "report.html")
+    rows = dict(browser.run(ROWS))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(rows) == ["one"] and rows["one"][2] == "one"
+    assert rows["one"][3].split(" (")[0] == f"{1e3 * metrics['mean_distance']:.2f}"
+    assert browser.run("return document.querySelectorAll('svg polyline').length") > 0  # its curves
+    assert browser.run("return document.images.length") == 1  # its interpolation grid
+    seeds = tmp_path / "seeds"
+    assert main(["train", "--model", "acai", "--seeds", "2", "--out", str(seeds),
+                 *tiny_args("acai", samples=64, eval_every=32)]) == 0
+    assert main(["report", str(seeds)]) == 0
+    load(browser, seeds / "report.html")
+    assert list(dict(browser.run(ROWS))) == ["seed1", "seed2"]  # tiny_args trains seed 1 first
+    assert set(browser.run(RUN_ROWS)) == {"seed1", "seed2"}
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "holds no sweep" in capsys.readouterr().err

@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-import acai.represent as represent
+import acai.measures.represent as represent
 from acai.cli import main
-from acai.config import ConfigError, TrainConfig
-from acai.sweep import RunSpec, reproduce
-from acai.train import train
+from acai.training.config import ConfigError, TrainConfig
+from acai.reproduce.plan import RunSpec
+from acai.reproduce.sweep import reproduce
+from acai.training.loop import train
 
 from conftest import TINY_SETTINGS, tiny_sweep
 
@@ -65,7 +66,7 @@ def test_pixel_probe_needs_a_labelled_fixed_training_set():
 
 def test_cluster_run_scores_codes_and_caches_the_result(tmp_path, data_root, monkeypatch):
     folder = tmp_path / "run"
-    train(TrainConfig(model="baseline", data="mnist", dz=32, data_dir=str(data_root), **TINY), folder, progress=False)
+    train([TrainConfig(model="baseline", data="mnist", dz=32, data_dir=str(data_root), **TINY)], [folder], progress=False)[0]
     result = represent.cluster_run(folder, restarts=4, iterations=50)
     saved = json.loads((folder / "cluster.json").read_text())
     assert saved["accuracy"] == result["accuracy"] and 10 < result["accuracy"] <= 100
@@ -81,7 +82,7 @@ def test_cluster_run_scores_codes_and_caches_the_result(tmp_path, data_root, mon
 
 def test_run_probe_refuses_lines_runs(tmp_path):
     folder = tmp_path / "run"
-    train(TrainConfig(model="baseline", data="lines", scales=2, latent=4, **TINY), folder, progress=False)
+    train([TrainConfig(model="baseline", data="lines", scales=2, latent=4, **TINY)], [folder], progress=False)[0]
     with pytest.raises(ConfigError, match="labelled data set"):
         represent.run_probe(folder)
 
@@ -132,7 +133,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert message in err and err.startswith("acai: error:") and "\n" not in err
 
 
-# --- the release's representation-learning protocol (issue 12) ----------------------------------
+# --- the release's representation-learning protocol ----------------------------------------------
 
 @pytest.fixture
 def small_mnist(tmp_path):
@@ -148,7 +149,7 @@ def tiny_run(folder, model, data_dir, data="mnist", **overrides):
     hparams = {"codebook_log2": 6} if model == "vqvae" else {}
     config = TrainConfig(model=model, data=data, dz=32, data_dir=str(data_dir), hparams=hparams,
                          **{**TINY, **overrides})
-    train(config, folder, progress=False)
+    train([config], [folder], progress=False)[0]
     return folder
 
 

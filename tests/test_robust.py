@@ -1,5 +1,5 @@
-"""Issue 15, case by case: every failure that was silent, stale or a traceback is now refused early
-with one line (exit 2), stops with one line (exit 3 for a diverged run), or does the right thing."""
+"""Bad input and faults, case by case (docs/robustness.md): each is refused before training with one line
+(exit 2), stops with one line (exit 3 for a diverged run), or does the right thing."""
 import json
 import math
 import os
@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from acai import checkpoint as ckpt
+from acai.training import checkpoint as ckpt
 from acai.cli import main
-from acai.config import ConfigError, TrainConfig
-from acai.represent import cluster_run, run_probe
-from acai.tables import TABLES, Cell, render
-from acai.run import CHECKPOINT, FAILED, load_run
-from acai.train import train
+from acai.training.config import ConfigError, TrainConfig
+from acai.measures.represent import cluster_run, run_probe
+from acai.reproduce.tables import TABLES, Cell, render
+from acai.training.run import CHECKPOINT, FAILED, load_run
+from acai.training.loop import train
 
 from conftest import tiny_args, tiny_config
 
@@ -49,8 +49,8 @@ def image_folder(tmp_path):
 
 
 def folder_run(folder, out, samples=64):
-    return train(tiny_config("baseline", data=f"folder:{folder}", samples=samples, eval_every=32), out,
-                 progress=False)
+    return train([tiny_config("baseline", data=f"folder:{folder}", samples=samples, eval_every=32)], [out],
+                 progress=False)[0]
 
 
 def tmpfs(path: Path, options: str):
@@ -78,8 +78,8 @@ def test_probe_and_cluster_are_recomputed_after_resume(tmp_path, image_folder):
     probe = run_probe(run, samples=128, eval_every=64)
     cluster = cluster_run(run, restarts=2, iterations=5)
     assert run_probe(run, samples=128, eval_every=64)["checkpoint"] == probe["checkpoint"]  # reused: same checkpoint
-    train(tiny_config("baseline", data=f"folder:{image_folder}", samples=128, eval_every=32), run, resume=True,
-          progress=False)
+    train([tiny_config("baseline", data=f"folder:{image_folder}", samples=128, eval_every=32)], [run], resume=True,
+          progress=False)[0]
     assert run_probe(run, samples=128, eval_every=64)["checkpoint"] == ckpt.digest(run / CHECKPOINT) != \
         probe["checkpoint"]
     assert json.loads((run / "cluster.json").read_text())["checkpoint"] == cluster["checkpoint"]
@@ -128,7 +128,7 @@ def test_tables_mark_diverged_runs_and_name_no_best_when_none_is_eligible():
 
 
 def test_a_sweep_with_a_diverged_run_writes_its_table_with_the_run_marked(tmp_path):
-    from acai.sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
     from conftest import tiny_sweep
 
@@ -145,7 +145,7 @@ def test_a_second_writer_is_refused_and_a_dead_one_does_not_block(tmp_path, caps
     with ckpt.folder_lock(run):  # a live writer (this process, through its own open file)
         assert main(["train", "--model", "baseline", "--out", str(run), *tiny_args("baseline")]) == 2
         one_line_error(capsys, "is being written by acai process")
-    killed = subprocess.run([sys.executable, "-c", "import os, signal; from acai import checkpoint\n"
+    killed = subprocess.run([sys.executable, "-c", "import os, signal; from acai.training import checkpoint\n"
                              f"with checkpoint.folder_lock('{run}'):\n    os.kill(os.getpid(), signal.SIGKILL)"],
                             env=ENV)
     assert killed.returncode == -signal.SIGKILL and (run / ckpt.LOCK).exists()  # its lock file is left behind
@@ -247,13 +247,13 @@ def test_out_that_is_a_file_or_empty_is_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_disk_full_at_a_later_checkpoint_is_one_line_and_keeps_the_old_one(tmp_path, mounts):
-    from acai.train import Hooks
+    from acai.training.loop import Hooks
 
     disk = mounts(tmp_path / "disk", "size=2m")
     run = disk / "run"
     config = tiny_config("baseline", samples=64, eval_every=32)
     with pytest.raises(ConfigError) as error:  # the disk fills up after the first step
-        train(config, run, progress=False, hooks=Hooks(after_step=lambda step: step == 1 and fill(disk)))
+        train([config], [run], progress=False, hooks=Hooks(after_step=lambda step: step == 1 and fill(disk)))[0]
     assert str(error.value).startswith(f"cannot write {run / CHECKPOINT}: disk full (ENOSPC); the previous "
                                        f"checkpoint.pt is intact") and "\n" not in str(error.value)
     assert ckpt.load_torch(run / CHECKPOINT)["step"] == 0  # the step-0 checkpoint, whole
@@ -278,7 +278,7 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, arg
 
 
 def test_damaged_results_are_one_line_or_recomputed(tmp_path, image_folder, capsys):
-    from acai.sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
     from conftest import tiny_sweep
 
@@ -321,7 +321,7 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
 def test_a_temp_file_left_by_kill_9_mid_write_is_removed_by_the_next_run(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    subprocess.run([sys.executable, "-c", "import os, signal; from pathlib import Path; from acai import checkpoint\n"
+    subprocess.run([sys.executable, "-c", "import os, signal; from pathlib import Path; from acai.training import checkpoint\n"
                     "def write(handle):\n    handle.write(b'x' * 1_000_000); handle.flush()\n"
                     "    os.kill(os.getpid(), signal.SIGKILL)\n"
                     f"checkpoint._atomic(Path('{run / CHECKPOINT}'), write)"], env=ENV)

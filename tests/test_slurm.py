@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from acai.config import ConfigError
-from acai.executors import Inline
-from acai.slurm import Slurm, read_record
-from acai.status import status
-from acai.sweep import plan, reproduce, write_sweep
+from acai.training.config import ConfigError
+from acai.reproduce.executors import Inline
+from acai.reproduce.slurm import Slurm, read_record
+from acai.reproduce.status import status
+from acai.reproduce.plan import plan, write_sweep
+from acai.reproduce.sweep import reproduce
 
 from conftest import tiny_sweep
 
@@ -45,9 +46,9 @@ SUBMITTER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from conftest import tiny_sweep
-from acai.config import ConfigError
-from acai.slurm import Slurm
-from acai.sweep import reproduce
+from acai.training.config import ConfigError
+from acai.reproduce.slurm import Slurm
+from acai.reproduce.sweep import reproduce
 try:
     reproduce(tiny_sweep("table1", sys.argv[2], **json.loads(sys.argv[3])), Slurm(**json.loads(sys.argv[4])))
 except ConfigError as error:

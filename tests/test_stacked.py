@@ -5,19 +5,15 @@ import pytest
 import torch
 
 from acai.cli import main
-from acai.config import ConfigError
-from acai.models import MODELS
-from acai.stacked import next_batch, stack_runs, stacked_step, train_stacked
-from acai.run import build_run, load_run, train_step
-from acai.train import Hooks, train
+from acai.training.config import ConfigError
+from acai.core.models import MODELS
+from acai.training.stacked import next_batch, stack_runs, stacked_step
+from acai.training.run import build_run, load_run, train_step
+from acai.training.loop import Hooks, train
 
 from conftest import tiny_args, tiny_config, tiny_sweep
 
 METRICS = ("mean_distance", "smoothness", "probe_accuracy")
-
-
-def tiny(model, seed=1, **overrides):
-    return tiny_config(model, **{"samples": 128, "seed": seed, **overrides})
 
 
 def same_metrics(a: dict, b: dict) -> None:
@@ -33,7 +29,7 @@ def same_weights(a, b) -> None:
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_stacked_seeds_train_as_separate_runs(tmp_path, model):
-    configs = [tiny(model, seed) for seed in (1, 2)]
+    configs = [tiny_config(model, samples=128, seed=seed) for seed in (1, 2)]
     # The first steps' losses, member by member.
     alone = [build_run(c) for c in configs]
     stack = stack_runs([build_run(c) for c in configs])
@@ -47,21 +43,21 @@ def test_stacked_seeds_train_as_separate_runs(tmp_path, model):
             for key, value in logs.items():
                 torch.testing.assert_close(together[key][k], value, rtol=1e-5, atol=1e-6, msg=key)
     # Whole runs: the same reported metrics, weights and noise stream, in the same files.
-    whole = [train(c, tmp_path / f"alone{c.seed}", progress=False) for c in configs]
+    whole = [train([c], [tmp_path / f"alone{c.seed}"], progress=False)[0] for c in configs]
     outs = [tmp_path / "stack" / f"seed{c.seed}" for c in configs]
-    for a, b, out, config in zip(whole, train_stacked(configs, outs, progress=False), outs, configs):
+    for a, b, out, config in zip(whole, train(configs, outs, progress=False), outs, configs):
         same_metrics(a, b)
         assert b["samples"] == a["samples"] and b["config"] == a["config"]
         saved = torch.load(tmp_path / f"alone{config.seed}" / "checkpoint.pt", weights_only=False)
         mine = torch.load(out / "checkpoint.pt", weights_only=False)
         same_weights(saved, mine)
         assert torch.equal(saved["generator"], mine["generator"]) and mine["step"] == saved["step"]
-        assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.jsonl", "metrics.json"]
+        assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "clock.jsonl", "log.jsonl", "metrics.json"]
 
 
 def test_killed_stacked_run_resumes_to_the_same_result(tmp_path):
-    configs = [tiny("acai", seed, samples=192, eval_every=64) for seed in (1, 2)]
-    whole = train_stacked(configs, [tmp_path / "whole" / f"s{c.seed}" for c in configs], progress=False)
+    configs = [tiny_config("acai", samples=192, seed=seed, eval_every=64) for seed in (1, 2)]
+    whole = train(configs, [tmp_path / "whole" / f"s{c.seed}" for c in configs], progress=False)
     outs = [tmp_path / "killed" / f"s{c.seed}" for c in configs]
     saved = []
 
@@ -71,22 +67,22 @@ def test_killed_stacked_run_resumes_to_the_same_result(tmp_path):
             raise SystemExit("killed")
 
     with pytest.raises(SystemExit):
-        train_stacked(configs, outs, progress=False, hooks=Hooks(after_checkpoint=die))
+        train(configs, outs, progress=False, hooks=Hooks(after_checkpoint=die))
     assert [load_run(out).step for out in outs] == [8, 4]  # the second member has to catch up alone
     with pytest.raises(ConfigError, match="--resume"):
-        train_stacked(configs, outs, progress=False)
-    for a, b in zip(whole, train_stacked(configs, outs, resume=True, progress=False)):
+        train(configs, outs, progress=False)
+    for a, b in zip(whole, train(configs, outs, resume=True, progress=False)):
         same_metrics(a, b)
         assert b["evaluations"] == a["evaluations"] == 3
 
 
 def test_stacked_configs_must_differ_only_in_seed(tmp_path):
     with pytest.raises(ConfigError, match="lr differ"):
-        train_stacked([tiny("baseline", 1), tiny("baseline", 2, lr=1e-3)], [tmp_path / "a", tmp_path / "b"])
+        train([tiny_config("baseline", samples=128, seed=1), tiny_config("baseline", samples=128, seed=2, lr=1e-3)], [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ConfigError, match="distinct seeds"):
-        train_stacked([tiny("baseline", 1), tiny("baseline", 1)], [tmp_path / "a", tmp_path / "b"])
+        train([tiny_config("baseline", samples=128, seed=1), tiny_config("baseline", samples=128, seed=1)], [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ConfigError, match="one output folder per config"):
-        train_stacked([tiny("baseline", 1)], [tmp_path / "a", tmp_path / "b"])
+        train([tiny_config("baseline", samples=128, seed=1)], [tmp_path / "a", tmp_path / "b"])
 
 
 def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys):
@@ -102,14 +98,14 @@ def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys):
 
 
 def test_reproduce_trains_seeds_stacked_with_the_same_table(tmp_path):
-    from acai.sweep import reproduce
+    from acai.reproduce.sweep import reproduce
 
     settings = dict(samples=64, eval_every=32, eval_window=1)
     tables = {}
-    for stack in (False, True):
-        reproduce(tiny_sweep("table1", tmp_path / str(stack), seeds=2, models=("acai",), overrides=settings,
+    for stack in ("off", "on"):
+        reproduce(tiny_sweep("table1", tmp_path / stack, seeds=2, models=("acai",), overrides=settings,
                              stack=stack, precision="float32"), progress=False)
-        tables[stack] = json.loads((tmp_path / str(stack) / "table1.json").read_text())
+        tables[stack] = json.loads((tmp_path / stack / "table1.json").read_text())
     for key in ("mean_distance", "mean_distance_std", "smoothness"):
-        assert tables[True][0][key] == pytest.approx(tables[False][0][key], rel=1e-4, nan_ok=True)
-    assert tables[True][0]["seeds"] == 2
+        assert tables["on"][0][key] == pytest.approx(tables["off"][0][key], rel=1e-4, nan_ok=True)
+    assert tables["on"][0]["seeds"] == 2

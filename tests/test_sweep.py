@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from acai.cli import main
-from acai.executors import Inline, Local
-from acai.sweep import describe, finished, plan, reproduce
+from acai.training.config import ConfigError, TrainConfig
+from acai.reproduce.executors import Inline, Local
+from acai.reproduce.plan import describe, finished, plan
+from acai.reproduce.sweep import reproduce
 
 from conftest import tiny_sweep
 
@@ -78,20 +80,21 @@ def test_a_table_says_when_its_evaluation_departs_from_the_paper(tmp_path):
 def test_a_composed_model_takes_its_bases_and_acais_departures_at_a_short_preset():
     """BASE+acai's critic plays ACAI's game, so at the quick preset it gets ACAI's stable rate (5e-4), not
     the 1e-3 at which ACAI collapsed; `baseline+acai` trains exactly as `acai`; the VQ-VAE's decay stays."""
-    from acai.sweep import PRESETS
+    from acai.reproduce.presets import PAPER, PRESETS
 
     lines = PRESETS["quick"].lines
     assert lines.config("baseline+acai") == lines.config("acai")
     assert lines.config("vae+acai")["lr"] == lines.config("acai")["lr"] != lines.config("vae")["lr"]
     vqvae = lines.config("vqvae+acai")
     assert vqvae["lr"] == lines.config("acai")["lr"] and vqvae["hparams"] == lines.config("vqvae")["hparams"]
-    assert lines.config("vae+acai", paper_recipe=True) == lines.config("vae", paper_recipe=True)
+    assert lines.config("vae+acai", recipe=PAPER) == lines.config("vae", recipe=PAPER)
 
 
 def test_only_the_quick_presets_lines_runs_lighten_their_progress_evaluations(tmp_path):
-    from acai.sweep import PRESETS, SweepSpec
+    from acai.reproduce.plan import SweepSpec
+    from acai.reproduce.presets import PRESETS
 
-    spec = SweepSpec("table1", tmp_path, PRESETS["quick"], 1, models=("baseline", "vqvae+acai"))
+    spec = SweepSpec(what="table1", out=tmp_path, preset=PRESETS["quick"], seeds=1, models=("baseline", "vqvae+acai"))
     assert {run.config.progress_pairs for run in spec.runs()} == {64}
     assert "score 64 pairs and skip the probe" in describe(spec)
     for preset in ("paper", "cpu"):
@@ -102,31 +105,34 @@ def test_only_the_quick_presets_lines_runs_lighten_their_progress_evaluations(tm
 def test_the_quick_presets_bfloat16_models_train_in_it_only_on_a_cpu_that_computes_it(tmp_path, monkeypatch):
     """bfloat16 is a speed lever where the CPU has it (AVX-512 BF16, AMX); emulated on AVX2 it is 7-9x
     slower, so there the same command trains float32, and the table's header says which it was."""
-    import acai.run
-    from acai.sweep import PRESETS, SweepSpec
+    import acai.training.machine
+    from acai.reproduce.plan import SweepSpec
+    from acai.reproduce.presets import PRESETS
 
     quick = PRESETS["quick"]
     assert quick.lines.bfloat16 and not PRESETS["paper"].lines.bfloat16
     for native in (True, False):
-        monkeypatch.setattr(acai.run, "native_bfloat16", lambda device: native)
-        spec = SweepSpec("table1", tmp_path, quick, 1, models=("baseline", "acai", "baseline+acai", "vae+acai", "dropout"))
+        monkeypatch.setattr(acai.training.machine, "native_bfloat16", lambda device: native)
+        spec = SweepSpec(what="table1", out=tmp_path, preset=quick, seeds=1, models=("baseline", "acai", "baseline+acai", "vae+acai", "dropout"))
         got = {run.model: run.config.precision for run in spec.runs()}
         assert got == {m: "bfloat16" if native and m in quick.lines.bfloat16 else "float32" for m in got}
         assert "float32" in got.values() and ("bfloat16" in got.values()) == native
         assert ("float32 for the others" in describe(spec)) == native and ("needs a CPU" in describe(spec)) != native
-        assert {run.config.precision for run in SweepSpec("table1", tmp_path, quick, 1, precision="float32").runs()} \
+        assert {run.config.precision for run in SweepSpec(what="table1", out=tmp_path, preset=quick, seeds=1, precision="float32").runs()} \
             == {"float32"}
-        assert {run.config.precision for run in SweepSpec("table1", tmp_path, quick, 1, recipe="paper").runs()} \
+        assert {run.config.precision for run in SweepSpec(what="table1", out=tmp_path, preset=quick, seeds=1, recipe="paper").runs()} \
             == {"float32"}  # the paper's recipe is float32
 
 
 def test_the_learning_curves_name_the_recipe(tmp_path):
-    from acai.sweep import PRESETS, SweepSpec, curves_title
+    from acai.reproduce.figures import curves_title
+    from acai.reproduce.plan import SweepSpec
+    from acai.reproduce.presets import PRESETS
 
-    assert "short recipe" in curves_title(SweepSpec("table1", tmp_path, PRESETS["quick"], 3))
-    faithful = curves_title(SweepSpec("table1", tmp_path, PRESETS["quick"], 1, recipe="paper"))
+    assert "short recipe" in curves_title(SweepSpec(what="table1", out=tmp_path, preset=PRESETS["quick"], seeds=3))
+    faithful = curves_title(SweepSpec(what="table1", out=tmp_path, preset=PRESETS["quick"], seeds=1, recipe="paper"))
     assert "paper's recipe" in faithful and "short" not in faithful and faithful.endswith("1 seed")
-    assert "paper's recipe" in curves_title(SweepSpec("table1", tmp_path, PRESETS["paper"], 3))
+    assert "paper's recipe" in curves_title(SweepSpec(what="table1", out=tmp_path, preset=PRESETS["paper"], seeds=3))
 
 
 def test_status_names_each_runs_state(tmp_path, capsys):
@@ -147,8 +153,8 @@ SUBMITTER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from conftest import tiny_sweep
-from acai.executors import Local
-from acai.sweep import reproduce
+from acai.reproduce.executors import Local
+from acai.reproduce.sweep import reproduce
 options = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(sys.argv[2]).items()}
 try:
     reproduce(tiny_sweep(**options), Local(workers=1, threads=1), progress=False)
@@ -213,7 +219,7 @@ def test_a_rerun_counts_the_runs_it_reuses_and_shows_the_measurements_after_trai
     of a table3 whose runs were all trained), and the minutes of probes and K-Means after training
     show beside the run (the line read "running: -" through them)."""
     from test_data_formats import write_mnist
-    from acai.progress import SweepDisplay
+    from acai.training.progress import SweepDisplay
 
     write_mnist(tmp_path / "data" / "mnist", n_train=200, n_test=50)
     common = dict(datasets=["mnist"], models=["baseline"], data_dir=str(tmp_path / "data"), lines=False)
@@ -238,7 +244,7 @@ def test_a_rerun_counts_the_runs_it_reuses_and_shows_the_measurements_after_trai
 def test_each_unit_runs_in_a_fresh_worker_process(tmp_path):
     """A worker that had trained and probed about seven MNIST runs in turn held 22.7 GB and was killed
     for memory: each unit now gets a new process, whose memory goes back whole when it ends."""
-    from acai.progress import SweepDisplay
+    from acai.training.progress import SweepDisplay
 
     workers = set()
 
@@ -251,3 +257,44 @@ def test_each_unit_runs_in_a_fresh_worker_process(tmp_path):
     assert Local(workers=1, threads=1).run(units, Recording(0, "table1", enabled=False)) == {
         unit.id: None for unit in units}
     assert len(units) == 2 and len(workers) == 2, workers  # "worker<pid>": one process per unit
+
+
+def test_presets_are_checked_when_they_are_made():
+    """Keyword-built presets: a recipe key that is not TrainConfig's, a per-model entry that is not a model,
+    a hyper-parameter a model does not have, an unchecked bfloat16 model: each fails where it is written."""
+    from acai.reproduce.presets import Budget, Recipe
+
+    with pytest.raises(ConfigError, match="lr_warm_up.*not TrainConfig fields"):
+        Recipe("typo", fields=dict(lr_warm_up=2048))
+    with pytest.raises(ConfigError, match="seed.*not a recipe's to set"):
+        Recipe("seeded", fields=dict(seed=3))
+    with pytest.raises(ConfigError, match="'vaee' is not a model"):
+        Recipe("typo", per_model={"vaee": dict(lr=1e-3)})
+    with pytest.raises(ConfigError, match="decay"):
+        Recipe("typo", per_model={"vae": dict(hparams=dict(decay=0.99))})  # the VQ-VAE's, not the VAE's
+    with pytest.raises(ConfigError, match="not checked"):
+        Budget(samples=1024, eval_every=512, eval_window=1, bfloat16=("dropout",))
+
+
+def test_the_long_preset_trains_lines_runs_of_two_million_samples_with_one_cosine():
+    from acai.reproduce.presets import PRESETS
+
+    long = PRESETS["long"].lines
+    acai = TrainConfig(model="acai", **long.config("acai", bfloat16_here=True))
+    assert acai.samples == 1 << 21 and acai.eval_every == 1 << 16 and acai.eval_window == 4
+    assert acai.lr_decay == "cosine" and acai.decay_steps == acai.steps and acai.lr_warmup == 2048
+    assert acai.batch == 16 and acai.precision == "bfloat16"
+    assert TrainConfig(model="baseline", **long.config("baseline", bfloat16_here=True)).precision == "float32"
+
+
+def test_a_sweep_refuses_settings_it_does_not_know(tmp_path):
+    from acai.reproduce.plan import SweepSpec
+
+    with pytest.raises(ConfigError, match="eval_evry"):
+        tiny_sweep("table1", tmp_path, overrides=dict(eval_evry=64))
+    with pytest.raises(ConfigError, match="the sweep sets model"):
+        tiny_sweep("table1", tmp_path, overrides=dict(seed=3))
+    values = tiny_sweep("table1", tmp_path).to_dict()
+    assert SweepSpec.from_dict(values).to_dict() == values
+    with pytest.raises(ConfigError, match="no setting workerz"):
+        SweepSpec.from_dict({**values, "workerz": 2})

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from acai.checkpoint import read_json_lines
+from acai.training.checkpoint import read_json_lines
 from acai.cli import main
 
 from conftest import tiny_args
@@ -71,7 +71,7 @@ def test_report_converts_existing_runs(runs, tmp_path, reader, capsys):
         assert len(list((plain / "tensorboard").iterdir())) == 1
     out = capsys.readouterr().out
     assert f"{trained}: kept the events written while training" in out and f"{plain}: 2 evaluations" in out
-    assert "wrote" not in out  # no sweep.json here: no report.html, only the conversion
+    assert out.strip().endswith(f"wrote {tmp_path / 'report.html'}")  # and the page of the two runs
     log = read_json_lines(plain / "log.jsonl")
     events = reader(plain)
     same_as_log(events, log)

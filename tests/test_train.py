@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from acai.config import ConfigError, TrainConfig
-import acai.run as run_module
-from acai.run import build_run, summarise, train_step
-from acai.train import train
+from acai.training.config import ConfigError, TrainConfig
+import acai.training.run as run_module
+from acai.training.run import build_run, summarise, train_step
+from acai.training.loop import train
 
 from conftest import kill_midway, tiny_config
 
 
-def tiny(model="acai", **overrides):
-    return tiny_config(model, **{"samples": 512, "eval_pairs": 16, **overrides})
-
-
 def test_each_group_is_updated_only_by_its_own_loss():
-    run = build_run(tiny("acai"))
+    run = build_run(tiny_config("acai", samples=512, eval_pairs=16))
     x, y = run.source.train_batch(0, 0, 16)
     state = run.generator.get_state()  # the same α draw for the hand computation and the trainer
     out = run.model.training_losses(x, run.model.draw_noise(16, run.generator, run.device, x.dtype))
@@ -36,7 +32,7 @@ def test_each_group_is_updated_only_by_its_own_loss():
 
 
 def test_probe_reads_stopped_gradient_features():
-    run = build_run(tiny("baseline"))
+    run = build_run(tiny_config("baseline", samples=512, eval_pairs=16))
     x, y = run.source.train_batch(0, 0, 16)
     encoder_before = [p.detach().clone() for p in run.model.encoder.parameters()]
     run.base_lr["ae"] = 0.0  # only the probe may move now
@@ -47,7 +43,7 @@ def test_probe_reads_stopped_gradient_features():
 
 
 def test_train_writes_metrics_log_and_checkpoint(tmp_path):
-    metrics = train(tiny("baseline"), tmp_path / "run", progress=False)
+    metrics = train([tiny_config("baseline", samples=512, eval_pairs=16)], [tmp_path / "run"], progress=False)[0]
     for key in ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds"):
         assert key in metrics
     assert metrics["samples"] == 512 and metrics["evaluations"] == 4
@@ -59,32 +55,32 @@ def test_train_writes_metrics_log_and_checkpoint(tmp_path):
 
 
 def test_same_seed_same_run(tmp_path):
-    a = train(tiny("vae", samples=256), tmp_path / "a", progress=False)
-    b = train(tiny("vae", samples=256), tmp_path / "b", progress=False)
-    c = train(tiny("vae", samples=256, seed=2), tmp_path / "c", progress=False)
+    a = train([tiny_config("vae", samples=256, eval_pairs=16)], [tmp_path / "a"], progress=False)[0]
+    b = train([tiny_config("vae", samples=256, eval_pairs=16)], [tmp_path / "b"], progress=False)[0]
+    c = train([tiny_config("vae", samples=256, eval_pairs=16, seed=2)], [tmp_path / "c"], progress=False)[0]
     assert a["mean_distance"] == b["mean_distance"] and a["probe_accuracy"] == b["probe_accuracy"]
     assert a["mean_distance"] != c["mean_distance"]
 
 
 @pytest.mark.parametrize("model", ["acai", "vqvae", "dropout"])
 def test_killed_run_resumes_to_identical_metrics(tmp_path, model):
-    config = tiny(model)
-    whole = train(config, tmp_path / "whole", progress=False)
+    config = tiny_config(model, samples=512, eval_pairs=16)
+    whole = train([config], [tmp_path / "whole"], progress=False)[0]
     kill_midway(config, tmp_path / "killed")  # dies on its way to the third evaluation
     assert len((tmp_path / "killed" / "log.jsonl").read_text().splitlines()) == 2
     with pytest.raises(ConfigError, match="--resume"):
-        train(config, tmp_path / "killed", progress=False)
-    resumed = train(config, tmp_path / "killed", resume=True, progress=False)
+        train([config], [tmp_path / "killed"], progress=False)[0]
+    resumed = train([config], [tmp_path / "killed"], resume=True, progress=False)[0]
     for key in ("mean_distance", "smoothness", "probe_accuracy"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9, nan_ok=True), key
     assert resumed["samples"] == whole["samples"]
 
 
 def test_resume_refuses_other_settings(tmp_path):
-    train(tiny("baseline", samples=128), tmp_path / "run", progress=False)
+    train([tiny_config("baseline", samples=128, eval_pairs=16)], [tmp_path / "run"], progress=False)[0]
     with pytest.raises(ConfigError, match="different lr"):
-        train(tiny("baseline", samples=256, lr=1e-3), tmp_path / "run", resume=True, progress=False)
-    longer = train(tiny("baseline", samples=256), tmp_path / "run", resume=True, progress=False)
+        train([tiny_config("baseline", samples=256, eval_pairs=16, lr=1e-3)], [tmp_path / "run"], resume=True, progress=False)[0]
+    longer = train([tiny_config("baseline", samples=256, eval_pairs=16)], [tmp_path / "run"], resume=True, progress=False)[0]
     assert longer["samples"] == 256  # a larger budget continues the same run
 
 
@@ -110,11 +106,11 @@ def test_config_rejects_bad_values():
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
-    from acai.run import lr_factor
+    from acai.training.run import lr_factor
 
-    paper = tiny("baseline")
+    paper = tiny_config("baseline", samples=512, eval_pairs=16)
     assert all(lr_factor(paper, step) == 1.0 for step in range(paper.steps))  # the paper: constant
-    short = tiny("baseline", lr_warmup=64, lr_decay="cosine")  # batch 16: warm-up over 4 steps
+    short = tiny_config("baseline", samples=512, eval_pairs=16, lr_warmup=64, lr_decay="cosine")  # batch 16: warm-up over 4 steps
     factors = [lr_factor(short, step) for step in range(short.steps)]
     assert factors[:4] == pytest.approx([0.25 * 0.5 * (1 + math.cos(math.pi * s / short.steps)) * (s + 1)
                                          for s in range(4)])
@@ -124,11 +120,11 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 def test_a_run_shorter_than_its_schedule_is_the_first_part_of_the_longer_run():
     """The quick preset stops its lines runs part of the way down the cosine (lr_decay_over): every
     update must be the longer run's, and the rate must not reach 0."""
-    from acai.run import lr_factor
-    from acai.train import SingleStepper
+    from acai.training.run import lr_factor
+    from acai.training.loop import SingleStepper
 
-    whole = tiny("baseline", lr=1e-3, lr_warmup=32, lr_decay="cosine", samples=256)  # batch 16: 16 steps
-    part = tiny("baseline", lr=1e-3, lr_warmup=32, lr_decay="cosine", samples=128, lr_decay_over=256)
+    whole = tiny_config("baseline", samples=256, eval_pairs=16, lr=1e-3, lr_warmup=32, lr_decay="cosine")  # batch 16: 16 steps
+    part = tiny_config("baseline", samples=128, eval_pairs=16, lr=1e-3, lr_warmup=32, lr_decay="cosine", lr_decay_over=256)
     assert [lr_factor(part, s) for s in range(part.steps)] == [lr_factor(whole, s) for s in range(part.steps)]
     assert lr_factor(part, part.steps - 1) > 0.4  # halfway down, not at 0 as its own cosine would be
     steppers = [SingleStepper(build_run(config)) for config in (whole, part)]
@@ -138,31 +134,31 @@ def test_a_run_shorter_than_its_schedule_is_the_first_part_of_the_longer_run():
     for a, b in zip(*(stepper.runs[0].model.parameters() for stepper in steppers)):
         assert torch.equal(a, b)
     with pytest.raises(ConfigError, match="lr_decay_over=64 is below samples=256"):
-        tiny("baseline", lr_decay="cosine", samples=256, lr_decay_over=64)
+        tiny_config("baseline", samples=256, eval_pairs=16, lr_decay="cosine", lr_decay_over=64)
     with pytest.raises(ConfigError, match="needs lr_decay=cosine"):
-        tiny("baseline", lr_decay_over=512)
+        tiny_config("baseline", samples=512, eval_pairs=16, lr_decay_over=512)
 
 
 def test_group_lr_sets_one_groups_rate():
-    run = build_run(tiny("acai", lr=1e-3, group_lr={"critic": 1e-4}))
+    run = build_run(tiny_config("acai", samples=512, eval_pairs=16, lr=1e-3, group_lr={"critic": 1e-4}))
     assert run.base_lr == {"ae": 1e-3, "critic": 1e-4, "probe": 1e-3}
-    aae = build_run(tiny("aae", lr=1e-3))
+    aae = build_run(tiny_config("aae", samples=512, eval_pairs=16, lr=1e-3))
     assert aae.base_lr["critic"] == 1e-4  # the AAE's own critic rate (release `adversary_lr`) stays
     with pytest.raises(ConfigError, match="group_lr names discriminator"):
-        build_run(tiny("acai", group_lr={"discriminator": 1e-4}))
+        build_run(tiny_config("acai", samples=512, eval_pairs=16, group_lr={"discriminator": 1e-4}))
     with pytest.raises(ConfigError, match="lr must be a finite number > 0"):
-        tiny("acai", lr=float("inf"))
+        tiny_config("acai", samples=512, eval_pairs=16, lr=float("inf"))
 
 
 def test_a_decaying_schedule_cannot_be_resumed_to_a_larger_budget(tmp_path):
-    config = tiny("baseline", samples=128, lr_decay="cosine")
-    train(config, tmp_path / "run", progress=False)
+    config = tiny_config("baseline", samples=128, eval_pairs=16, lr_decay="cosine")
+    train([config], [tmp_path / "run"], progress=False)[0]
     with pytest.raises(ConfigError, match="different samples"):
-        train(tiny("baseline", samples=256, lr_decay="cosine"), tmp_path / "run", resume=True, progress=False)
+        train([tiny_config("baseline", samples=256, eval_pairs=16, lr_decay="cosine")], [tmp_path / "run"], resume=True, progress=False)[0]
 
 
 def test_an_evaluation_names_the_models_state():
-    from acai.evaluations import lines_state, mean_image_distance
+    from acai.measures.evaluations import lines_state, mean_image_distance
 
     assert 0.029 < mean_image_distance() < 0.030  # the blurred disc every model draws first
     assert lines_state(0.004, 0.12) == "ok"
@@ -171,7 +167,7 @@ def test_an_evaluation_names_the_models_state():
     assert lines_state(0.010, math.nan) == "constant"  # one line for every code: smoothness undefined
     assert lines_state(0.9, 0.5) == "collapsed"  # nothing near any line
     assert lines_state(math.nan, math.nan) == "diverged"
-    run = build_run(tiny("baseline"))
+    run = build_run(tiny_config("baseline", samples=512, eval_pairs=16))
     with torch.no_grad():  # a decoder that paints every pixel white: far from every line
         last = run.model.decoder[-1]
         last.weight.zero_()
@@ -192,8 +188,8 @@ def test_one_undefined_evaluation_in_the_window_makes_the_reported_value_undefin
 
 def test_progress_evaluations_are_lighter_and_leave_the_reported_values_alone(tmp_path):
     # 512 samples, an evaluation every 128: four evaluations, the last two reported (eval_window 2).
-    whole = train(tiny("baseline", eval_window=2), tmp_path / "whole", progress=False)
-    light = train(tiny("baseline", eval_window=2, progress_pairs=4), tmp_path / "light", progress=False)
+    whole = train([tiny_config("baseline", samples=512, eval_pairs=16, eval_window=2)], [tmp_path / "whole"], progress=False)[0]
+    light = train([tiny_config("baseline", samples=512, eval_pairs=16, eval_window=2, progress_pairs=4)], [tmp_path / "light"], progress=False)[0]
     log = [json.loads(line) for line in (tmp_path / "light" / "log.jsonl").read_text().splitlines()]
     assert ["probe_accuracy" in entry for entry in log] == [False, False, True, True]
     assert [entry["pairs"] for entry in log] == [4, 4, 16, 16]  # tiny(): eval_pairs 16
@@ -203,19 +199,19 @@ def test_progress_evaluations_are_lighter_and_leave_the_reported_values_alone(tm
 
 
 def test_evaluations_counts_the_last_partial_interval():
-    assert tiny("baseline").evaluations == 4  # 32 steps, every 8
-    assert tiny("baseline", samples=520).evaluations == 5  # 33 steps: the last one evaluates too
-    config = tiny("baseline", samples=520, eval_window=2, progress_pairs=4)
+    assert tiny_config("baseline", samples=512, eval_pairs=16).evaluations == 4  # 32 steps, every 8
+    assert tiny_config("baseline", samples=520, eval_pairs=16).evaluations == 5  # 33 steps: the last one evaluates too
+    config = tiny_config("baseline", samples=520, eval_pairs=16, eval_window=2, progress_pairs=4)
     assert [config.evaluation_pairs(i) for i in range(5)] == [4, 4, 4, 16, 16]
-    assert all(tiny("baseline").whole_evaluation(i) for i in range(4))  # no progress_pairs: all whole
+    assert all(tiny_config("baseline", samples=512, eval_pairs=16).whole_evaluation(i) for i in range(4))  # no progress_pairs: all whole
 
 
 def test_adam_multi_tensor_step_equals_the_per_tensor_one():
     # run.adam uses torch's foreach kernels on the CPU for speed; a different rounding there would make
     # today's runs differ from those of the per-tensor loop that trained the README's numbers.
-    run = build_run(tiny("acai"))
+    run = build_run(tiny_config("acai", samples=512, eval_pairs=16))
     x, y = run.source.train_batch(0, 0, 16)
-    twin = build_run(tiny("acai"))
+    twin = build_run(tiny_config("acai", samples=512, eval_pairs=16))
     twin.optimizers = {name: torch.optim.Adam(twin.groups[name], lr=run.base_lr[name], foreach=False)
                        for name in twin.groups}
     for step in range(3):

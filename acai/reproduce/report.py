@@ -1,0 +1,482 @@
+"""`acai report OUT`: one self-contained HTML page (OUT/report.html) of everything a reproduction wrote.
+
+Built from the folder alone, for every table found in OUT: the sweep of OUT/sweep.json and any other
+OUT/TABLE.json an earlier sweep wrote into the same folder (table2 and table3 share their runs).
+* Each table, recomputed from the run folders: ours as mean ± std over seeds with the number of
+  seeds, the paper's number and our difference to it. A cell names its unfinished, failed, collapsed
+  or diverged runs; **bold** is the best model whose every seed finished and is defined and unflagged.
+* For every (data set, d_z): the interpolation grids and samples (the PNGs the sweep wrote, else drawn
+  from seed 0's checkpoints into OUT/report-files/), and the learning curve of every metric of
+  log.jsonl against samples for every run, as inline SVG (hover a point or a legend entry: CSS and
+  SVG titles only, no script).
+* Every run: its state (acai/status.py), seed, samples, wall time, samples/s, acai version and git
+  commit, torch version, device, and configuration.
+Images are embedded as data: URIs: the page opens anywhere, without network or other files.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from acai import __version__
+from acai.core.data import DataError
+from acai.core.models import MODELS
+from acai.reproduce import tables
+from acai.reproduce.plan import SWEEP, RunSpec, SweepSpec, describe, finished, pixel_units, read_sweep
+from acai.reproduce.status import run_state
+from acai.reproduce.tables import PAPER_PIXELS, TABLES, Cell, Measure, Table, paper_text
+from acai.training import checkpoint as ckpt
+from acai.training.config import ConfigError, TrainConfig
+from acai.training.machine import source_commit
+from acai.training.run import CHECKPOINT, FAILED, LOG, METRICS
+
+REPORT = "report.html"
+DRAWN = "report-files"  # grids the sweep did not write, drawn for the report
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+FLAGGED = ("constant", "mean image", "collapsed")  # what an evaluation may find: a done run so flagged is marked
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 16px;color:#222}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.best{font-weight:700}.better{color:#17702c}.worse{color:#b02a1e}
+.flag{background:#fff1d6}.failed{background:#fde0dc}.unfinished{background:#e8eefc}.note{color:#555}
+.banner{padding:8px 12px;border-left:4px solid #d08a00;background:#fff7e6}
+figure{display:inline-block;margin:0 16px 16px 0;vertical-align:top}figcaption{font-size:12px;color:#444}
+img{image-rendering:pixelated;max-width:100%}pre{font-size:11px;margin:0;text-align:left}
+.series polyline{fill:none;stroke-width:1.4}.series:hover polyline{stroke-width:3}circle{stroke-width:1.5}
+circle.bad{fill:#fff}.runs td.n{white-space:nowrap}.legend span{margin-right:12px;white-space:nowrap;cursor:default}
+.charts{display:flex;flex-wrap:wrap;gap:0 12px}h4{margin:6px 0 0}svg text{font-size:11px;fill:#333}.axis{stroke:#888}.gridline{stroke:#eee}"""
+
+
+@dataclass
+class RunView:
+    """One run folder as the report shows it."""
+
+    run: RunSpec
+    folder: Path
+    state: str  # done / running / resumable / failed / not started (acai/reproduce/status.py)
+    samples: int
+    detail: str
+    metrics: dict | None  # done runs: metrics.json, re-summarised with the sweep's window
+    log: list[dict]
+    diverged: bool  # failed.json: its loss stopped being finite
+    measured: dict = field(default_factory=dict)  # measure key -> value (see `measured`)
+    label: str = ""  # its row's name: the run id of a sweep, the folder below OUT of `acai train` runs
+
+    @property
+    def flag(self) -> str:
+        """'ok', an evaluation's flag (constant, collapsed), 'diverged', or the state of an unfinished run."""
+        if self.state == "done":
+            return self.metrics.get("state", "ok")
+        return "diverged" if self.state == "failed" and self.diverged else self.state
+
+
+def table_specs(out: Path) -> list[SweepSpec]:
+    """The sweep of sweep.json, then one spec per other TABLE.json in OUT: as sweep.json recorded it, or
+    (a folder written before sweep.json kept every table's spec) the sweep's settings with its rows' runs."""
+    spec = read_sweep(out)
+    stored = ckpt.read_json(out / SWEEP).get("tables", {})
+    specs = [spec]
+    for name, table in TABLES.items():
+        path = out / f"{name}.json"
+        if name != spec.table.name and table.measures and path.exists():
+            rows = ckpt.read_json(path)
+            values = stored.get(name) or {
+                **spec.to_dict(), "what": name, "seeds": max(r["seeds"] for r in rows),
+                "models": list(dict.fromkeys(r["model"] for r in rows)),
+                "datasets": list(dict.fromkeys(r["data"] for r in rows)),
+                "latents": list(dict.fromkeys(r["dz"] for r in rows if r["data"] != "lines"))}
+            specs.append(SweepSpec.from_dict(values))
+    for each in specs:
+        each.out = out  # the folder as given now (a sweep started elsewhere, or with a relative path)
+    return sorted(specs, key=lambda s: list(TABLES).index(s.what))
+
+
+def view(run: RunSpec, out: Path) -> RunView:
+    state, samples, detail = run_state(run, out)
+    folder = run.folder(out)
+    log = ckpt.read_json_lines(folder / LOG) if (folder / LOG).exists() else []
+    return RunView(run, folder, state, samples, detail, finished(run, out) if state == "done" else None, log,
+                   (folder / FAILED).exists(), label=run.id)
+
+
+def measured(view: RunView, measure: Measure, spec: SweepSpec | None) -> float | None:
+    """A done run's value of `measure` (None for a run not done, or a measurement made afterwards that is
+    not cached for its checkpoint and the sweep's settings: the report measures nothing itself)."""
+    if view.state != "done":
+        return None
+    if measure.key not in view.measured:
+        if measure.after is None:
+            value = float(view.metrics.get(measure.key, math.nan))
+        else:
+            value = measure.after.measure(view.folder, measure.after.options(spec), cached_only=True)
+        view.measured[measure.key] = value
+    return view.measured[measure.key]
+
+
+def cell_of(members: list[RunView], measure: Measure, spec: SweepSpec | None) -> tuple[Cell, dict[str, int]]:
+    """One measure of one model as the markdown table's Cell (a run not yet measured counts as missing,
+    so the cell is never eligible for "best"), and why each missing seed has no value."""
+    values, states, missing = [], [], {}
+    for member in members:
+        value = measured(member, measure, spec)
+        if member.flag == "diverged" or value is not None:
+            values.append(math.nan if value is None else value)
+            states.append(member.flag)
+        else:
+            why = "not measured" if member.state == "done" else member.state
+            missing[why] = missing.get(why, 0) + 1
+    return Cell(values, states, missing=sum(missing.values())), missing
+
+
+def cell_html(cell: Cell, missing: dict[str, int], n: int, paper, measure: Measure, best: bool) -> str:
+    """The <td>s of one measure of one model: ours (every seed not counted is named), seeds, paper, difference."""
+    text = cell.text(measure.scale, measure.digits) if cell.values else "—"
+    text += "".join(f" ({count} of {n} {why})" for why, count in missing.items())
+    mean = cell.mean_std()[0] * measure.scale
+    defined = sum(math.isfinite(v) for v in cell.values)
+    css = ("unfinished" if missing else "failed" if "diverged" in cell.states else
+           "flag" if len(cell.usable) < len(cell.values) else "")
+    diff = ""
+    if paper is not None and math.isfinite(mean):
+        delta = mean - (paper[0] if isinstance(paper, tuple) else paper)
+        better = (delta < 0) == measure.lower_is_better
+        diff = f'<td class="{"better" if better else "worse"}">{delta:+.{measure.digits}f}</td>'
+    return (f'<td class="{css}{" best" if best else ""}">{html.escape(text)}</td>'
+            f'<td>{defined if defined == n else f"{defined} of {n}"}</td>'
+            f'<td>{paper_text(paper, measure.digits)}</td>{diff or "<td>—</td>"}')
+
+
+def results_html(table: Table, blocks: dict, spec: SweepSpec | None) -> list[str]:
+    """The rows of a results table: blocks {(data, dz): {row label: [RunView of each seed]}}. "Best" is
+    tables.best_models's, the one that bolds the markdown table."""
+    head = "".join(f"<th>{html.escape(m.heading)}: ours</th><th>seeds</th><th>paper</th><th>ours − paper</th>"
+                   for m in table.measures)
+    lines = [f'<table class="results"><tr><th class="l">Data</th><th>d_z</th><th class="l">Model</th>{head}'
+             f"<th>samples/s</th></tr>"]
+    for (data, dz), by_label in blocks.items():
+        cells = {label: {m.key: cell_of(members, m, spec) for m in table.measures}
+                 for label, members in by_label.items()}
+        best = tables.best_models(table, {label: {k: c for k, (c, _) in by.items()} for label, by in cells.items()})
+        for label, members in by_label.items():
+            model = members[0].run.model
+            row = "".join(cell_html(*cells[label][m.key], len(members), m.paper.get((data, dz), {}).get(model), m,
+                                    best[m.key] == label) for m in table.measures)
+            rates = [v.metrics["samples_per_second"] for v in members if v.metrics]
+            lines.append(f'<tr data-block="{data}-dz{dz}" data-model="{html.escape(label)}"><td class="l">{data}</td>'
+                         f'<td>{dz}</td><td class="l">{html.escape(label)}</td>{row}'
+                         f"<td>{f'{np.mean(rates):.0f}' if rates else '—'}</td></tr>")
+    lines.append("</table>")
+    return lines
+
+
+def table_html(spec: SweepSpec, runs: dict[str, RunView]) -> str:
+    table = spec.table
+    lines = [f'<h2 id="{table.name}">{html.escape(table.title)}</h2><p class="note">{html.escape(describe(spec))} '
+             f"{spec.seeds} seed{'s' if spec.seeds > 1 else ''} per model; mean ± std over the seeds whose value "
+             f"is defined.</p>"]
+    blocks = {(data, dz): {model: [runs[spec.run(data, dz, model, seed).id] for seed in range(spec.seeds)]
+                           for model in spec.models}
+              for data in spec.datasets for dz in spec.latent_sizes(data)}
+    lines += results_html(table, blocks, spec)
+    for unit in pixel_units(spec):
+        result = unit.result()
+        ours = f"{result['accuracy']:.2f} %" if result else "not measured"
+        lines.append(f'<p class="note">Dense layer on the raw pixels of {unit.data}: {ours} '
+                     f"(paper {PAPER_PIXELS.get(unit.data, math.nan):.2f} %).</p>")
+    lines += [f'<p class="note">{html.escape(note)}</p>' for note in table.notes]
+    return "\n".join(lines)
+
+
+def image_tag(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def block_figures(spec: SweepSpec, data: str, dz: int, runs: list[RunView], pngs: list[Path]) -> str:
+    """The PNGs of OUT that belong to this block (taken out of `pngs`), else grids drawn from seed 0."""
+    from acai.reproduce import figures
+
+    key = f"{data}-dz{dz}"
+    mine = [p for p in pngs if key in p.name or data == "lines" and p.name.startswith(("figure3", "figure4-lines"))]
+    for p in mine:
+        pngs.remove(p)
+    if mine:
+        return "".join(image_tag(p, p.relative_to(spec.out).as_posix()) for p in mine)
+    seed0 = {v.run.model: v.folder for v in runs if v.run.seed == 0 and v.state == "done"}
+    drawn = [(f"{key}-interpolations.png", "interpolations (seed 0; rows: models)",
+              lambda path: figures.figure3(seed0, path) if data == "lines" else
+              figures.interpolation_figure(seed0, spec.pairs, path))]
+    if "vae" in seed0:
+        drawn.append((f"{key}-vae-samples.png", "samples of the VAE (seed 0)",
+                      lambda path: figures.vae_samples(seed0["vae"], path)))
+    parts = []
+    for name, caption, draw in drawn if seed0 else ():
+        path = spec.out / DRAWN / name
+        newest = max((folder / CHECKPOINT).stat().st_mtime for folder in seed0.values())
+        try:
+            if not path.exists() or path.stat().st_mtime < newest:
+                draw(path)
+            parts.append(image_tag(path, caption))
+        except (ConfigError, DataError) as error:
+            parts.append(f'<p class="note">{html.escape(caption)}: not drawn ({html.escape(str(error))})</p>')
+    return "".join(parts) or '<p class="note">No grid: no seed 0 has finished.</p>'
+
+
+def ticks(low: float, high: float, log: bool) -> list[float]:
+    if log:
+        return [10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
+    step = 10 ** math.floor(math.log10((high - low) / 4 or 1))
+    step *= next(f for f in (1, 2, 5, 10) if (high - low) / (step * f) <= 6)
+    return [k * step for k in range(math.ceil(low / step), math.floor(high / step) + 1)]
+
+
+def short(x: float) -> str:
+    for size, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x / size:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def chart(metric: str, runs: list[RunView], paper: dict, scale: float) -> str:
+    """One metric against samples: a line per run (colour: model), a point per evaluation (hollow red: a
+    flagged state), the paper's value as a tick on the right edge; log scale when it spans > 20x."""
+    series = [(v, [(e["samples"], scale * e[metric], e.get("state", "ok")) for e in v.log
+                   if isinstance(e.get(metric), (int, float))]) for v in runs]
+    series = [(v, points) for v, points in series if points]
+    ys = [y for _, points in series for _, y, _ in points if math.isfinite(y)] + list(paper.values())
+    if not ys:
+        return ""
+    x_max = max(x for _, points in series for x, _, _ in points) or 1
+    low, high = min(ys), max(ys)
+    log = low > 0 and high / low > 20
+    if log:
+        low, high = 10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high))
+    elif high - low < 1e-12:
+        low, high = low - 1, high + 1
+    W, H, L, R, T, B = 560, 280, 58, 22, 12, 34
+
+    def sx(x):
+        return L + (W - L - R) * x / x_max
+
+    def sy(y):
+        f = (math.log10(y) - math.log10(low)) / (math.log10(high) - math.log10(low)) if log else (y - low) / (high - low)
+        return T + (H - T - B) * (1 - f)
+
+    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">']
+    for y in ticks(low, high, log):
+        out.append(f'<line class="gridline" x1="{L}" x2="{W - R}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
+                   f'<text x="{L - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{short(y)}</text>')
+    for x in ticks(0, x_max, False):
+        out.append(f'<text x="{sx(x):.1f}" y="{H - B + 16}" text-anchor="middle">{short(x)}</text>')
+    out.append(f'<path class="axis" fill="none" d="M{L} {T}V{H - B}H{W - R}"/>'
+               f'<text x="{(L + W - R) / 2}" y="{H - 4}" text-anchor="middle">training samples</text>')
+    models = list(MODELS)
+    for v, points in series:
+        colour = COLOURS[models.index(v.run.model) % len(COLOURS)] if v.run.model in models else "#000"
+        name = f"{v.run.model} seed {v.run.seed}" + ("" if v.flag == "ok" else f" ({v.flag})")
+        out.append(f'<g class="series m-{v.run.model}" stroke="{colour}"><title>{html.escape(name)}</title>')
+        segment = []
+        for x, y, _ in points + [(0, math.nan, "")]:  # a NaN (undefined) breaks the line
+            if math.isfinite(y):
+                segment.append(f"{sx(x):.1f},{sy(y):.1f}")
+            elif segment:
+                out.append(f'<polyline points="{" ".join(segment)}"/>')
+                segment = []
+        for x, y, state in points:
+            if math.isfinite(y):
+                bad, said = ("", "") if state == "ok" else (' class="bad"', f", {state}")
+                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"{bad}>'
+                           f"<title>{html.escape(name)}: {x:,} samples, {y:.4g}{said}</title></circle>")
+        out.append("</g>")
+    for model, value in paper.items():
+        colour = COLOURS[models.index(model) % len(COLOURS)]
+        out.append(f'<line x1="{W - R}" x2="{W - R + 10}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" stroke="{colour}" '
+                   f'stroke-width="3"><title>paper, {model}: {value:g}</title></line>')
+    out.append("</svg>")
+    legend = "".join(f'<span class="m-{m}"><b style="color:{COLOURS[models.index(m) % len(COLOURS)]}">■</b> {m}</span>'
+                     for m in dict.fromkeys(v.run.model for v, _ in series) if m in models)
+    return f'<figure class="chart">{"".join(out)}<figcaption class="legend">{legend}</figcaption></figure>'
+
+
+def curves(data: str, dz: int, runs: list[RunView]) -> str:
+    measures = {m.key: m for table in TABLES.values() for m in table.measures}
+    metrics = dict.fromkeys(k for v in runs for e in v.log for k, x in e.items()
+                            if k not in ("samples", "evaluation") and isinstance(x, (int, float)))
+    parts = []
+    for metric in metrics:
+        m = measures.get(metric)
+        paper = {model: (value[0] if isinstance(value, tuple) else value) * 1.0 for model, value in
+                 (m.paper.get((data, dz), {}) if m else {}).items() if model in {v.run.model for v in runs}}
+        heading = m.heading if m else metric
+        svg = chart(metric, runs, paper, m.scale if m else 1.0)
+        if svg:
+            parts.append(f"<div><h4>{html.escape(heading)}</h4>{svg}</div>")
+    if not parts:
+        return '<p class="note">No evaluation logged yet.</p>'
+    return (f'<div class="charts">{"".join(parts)}</div><p class="note">A line per run (colour: model), a point per '
+            f"evaluation, hollow where it found the model constant or collapsed; a tick on the right edge: the paper's "
+            f"value after 2²⁴ samples. Hover a point, a line or a model for its values.</p>")
+
+
+def runs_html(runs: list[RunView]) -> str:
+    rows = ['<table class="runs"><tr><th class="l">Run</th><th class="l">State</th><th>Seed</th><th>Samples</th>'
+            '<th>Wall time</th><th>Samples/s</th><th class="l">acai, commit</th><th class="l">torch</th>'
+            '<th class="l">Device</th><th class="l">Configuration</th></tr>']
+    for v in runs:
+        m = v.metrics or {}
+        state = v.state + (f": {v.detail}" if v.detail else "")
+        css = ("flag" if v.flag in FLAGGED else "") if v.state == "done" else (
+            "failed" if v.state == "failed" else "unfinished")
+        commit = m.get("git_commit")
+        source = (f"{m['acai_version']}, {commit[:10] if commit else 'not a git checkout'}"
+                  f"{' + uncommitted changes' if m.get('git_dirty') else ''}") if "acai_version" in m else "not recorded"
+        config = json.dumps(m.get("config") or v.run.config.to_dict(), indent=1, sort_keys=True)
+        wall = f"{m['seconds']:.0f} s" if "seconds" in m else "—"
+        rate = f"{m['samples_per_second']:.0f}" if "samples_per_second" in m else "—"
+        budget = v.run.config.steps * v.run.config.batch
+        rows.append(f'<tr data-run="{html.escape(v.label)}" class="{css}"><td class="l n">{html.escape(v.label)}</td>'
+                    f'<td class="l">{html.escape(state)}</td><td>{v.run.seed}</td>'
+                    f'<td class="n">{v.samples:,} of {budget:,}</td><td class="n">{wall}</td><td>{rate}</td>'
+                    f'<td class="l">{html.escape(source)}</td><td class="l">{m.get("torch_version", "—")}</td>'
+                    f'<td class="l">{html.escape(m.get("device_name", m.get("device", "—")))}</td>'
+                    f'<td class="l"><details><summary>show</summary><pre>{html.escape(config)}</pre></details></td></tr>')
+    return "\n".join(rows + ["</table>"])
+
+
+def write_report(out) -> Path:
+    """Build OUT/report.html from the folder alone -> its path. OUT is a reproduction (`acai reproduce`:
+    OUT/sweep.json), one run (`acai train`: OUT/checkpoint.pt) or a folder that holds runs."""
+    out = Path(out)
+    if (out / SWEEP).exists():
+        return sweep_report(out)
+    folders = run_folders(out)
+    if not folders:
+        raise ConfigError(f"{out} holds no sweep ({SWEEP}), no run ({CHECKPOINT}) and no folder of runs; give the "
+                          f"--out of acai reproduce or of acai train")
+    return runs_report(out, folders)
+
+
+def page(out: Path, title: str, summary: str, counts: dict, sections: list[str]) -> Path:
+    """OUT/report.html around `sections`, with what wrote it and a banner if a run is unfinished or flagged."""
+    banner = "" if set(counts) <= {"ok"} else (
+        f'<p class="banner">Not every run is finished and unflagged ({summary}): the cells and the list of '
+        f"runs name them.</p>")
+    commit, dirty = source_commit()
+    hover = "".join(f"figure.chart:has(.m-{m}:hover) .series:not(.m-{m}){{opacity:.12}}" for m in MODELS)
+    text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>acai report: {html.escape(str(out))}'
+            f"</title><style>{CSS}{hover}</style></head><body><h1>acai report</h1>"
+            f'<p class="note">{html.escape(str(out.resolve()))}: {html.escape(title)} ({summary}). Written '
+            f"{time.strftime('%Y-%m-%d %H:%M')} by acai {__version__}"
+            f"{f', commit {commit[:10]}' if commit else ''}{' + uncommitted changes' if dirty else ''}.</p>{banner}"
+            + "\n".join(sections) + "</body></html>\n")
+    ckpt.save_bytes(text.encode(), out / REPORT)
+    return out / REPORT
+
+
+def tally(views) -> tuple[dict, str]:
+    counts = {}
+    for v in views:
+        counts[v.flag] = counts.get(v.flag, 0) + 1
+    return counts, ", ".join(f"{n} {flag}" for flag, n in counts.items())
+
+
+def sweep_report(out: Path) -> Path:
+    specs = table_specs(out)
+    runs: dict[str, RunView] = {}
+    blocks: dict[tuple, tuple[SweepSpec, list[RunView]]] = {}
+    for spec in specs:
+        for run in spec.runs():
+            if run.id not in runs:
+                runs[run.id] = view(run, out)
+                blocks.setdefault((run.data, run.dz), (spec, []))[1].append(runs[run.id])
+    counts, summary = tally(runs.values())
+    pngs = sorted(out.glob("*.png")) + sorted((out / "figures").glob("*.png"))
+    sections = [table_html(spec, runs) for spec in specs if spec.table.measures]
+    for (data, dz), (spec, members) in blocks.items():
+        sections.append(f'<h2 id="{data}-dz{dz}">{data}, d_z = {dz}</h2><h3>Interpolations and samples</h3>'
+                        f"{block_figures(spec, data, dz, members, pngs)}<h3>Learning curves</h3>"
+                        f"{curves(data, dz, members)}")
+    sections.append(f'<h2 id="runs">Runs</h2>{runs_html(list(runs.values()))}')
+    if pngs:
+        sections.append("<h2>Other figures</h2>" + "".join(image_tag(p, p.relative_to(out).as_posix()) for p in pngs))
+    return page(out, f"{', '.join(s.what for s in specs)}; {len(runs)} runs", summary, counts, sections)
+
+
+def run_folders(out: Path, depth: int = 3) -> list[Path]:
+    """`out` itself if it is a run folder, else the run folders below it (at most `depth` levels down)."""
+    if (out / CHECKPOINT).exists():
+        return [out]
+    found = []
+    for level in range(1, depth + 1):
+        found += sorted(out.glob("/".join(["*"] * level) + f"/{CHECKPOINT}"))
+    return [path.parent for path in found]
+
+
+def folder_view(folder: Path, out: Path) -> RunView:
+    """A run folder of `acai train` as the report shows it (its id: the folder's path below OUT)."""
+    config = TrainConfig.from_dict(ckpt.load_torch(folder / CHECKPOINT)["config"])
+    label = folder.name if folder == out else folder.relative_to(out).as_posix()
+    run = RunSpec(config.data, config.arch(colors=1).dz, config.model, config.seed, config)
+    log = ckpt.read_json_lines(folder / LOG) if (folder / LOG).exists() else []
+    metrics = None
+    if ckpt.is_locked(folder):
+        state = "running"
+    elif (folder / FAILED).exists():
+        state = "failed"
+    elif (folder / METRICS).exists():
+        state, metrics = "done", ckpt.read_json(folder / METRICS)
+    else:
+        state = "resumable"
+    samples = metrics["samples"] if metrics else (log[-1]["samples"] if log else 0)
+    return RunView(run, folder, state, samples, "", metrics, log, (folder / FAILED).exists(), label=label)
+
+
+def grid_of(view: RunView, out: Path) -> str:
+    """The run's interpolations (lines: Figure 3's two lines; images: 3 pairs of test images), drawn into
+    OUT/report-files/ again whenever the checkpoint is newer."""
+    from acai.reproduce import figures
+
+    path = out / DRAWN / f"{view.label.replace('/', '-')}-interpolations.png"
+    try:
+        if not path.exists() or path.stat().st_mtime < (view.folder / CHECKPOINT).stat().st_mtime:
+            if view.run.data == "lines":
+                figures.figure3({view.run.model: view.folder}, path)
+            else:
+                figures.interpolation_figure({view.run.model: view.folder}, 3, path)
+    except (ConfigError, DataError) as error:
+        return f'<p class="note">Interpolations not drawn: {html.escape(str(error))}</p>'
+    return image_tag(path, f"{view.label}: interpolations at its last checkpoint")
+
+
+# What a run's log holds of the tables' measures (Mean Distance, Smoothness, the tandem probe), once each.
+RUNS_TABLE = Table("runs", "Runs", (), tuple({m.key: m for table in TABLES.values() for m in table.measures
+                                              if m.after is None}.values()))
+
+
+def runs_report(out: Path, folders: list[Path]) -> Path:
+    """One run's page, or a folder of runs': a row per run (best as in the markdown tables), then each run's
+    metrics, curves and interpolations."""
+    views = [folder_view(folder, out) for folder in folders]
+    keys = {k for v in views for e in v.log for k in e}
+    table = Table("runs", "Runs", (), tuple(m for m in RUNS_TABLE.measures if m.key in keys))
+    blocks: dict = {}
+    for v in views:
+        blocks.setdefault((v.run.data, v.run.dz), {})[v.label] = [v]
+    sections = [f'<h2 id="results">Results</h2><p class="note">One row per run: the median of its last '
+                f"{views[0].run.config.eval_window} evaluation(s) (its eval_window); bold: the best run of a block "
+                f"whose value is defined and unflagged.</p>"] + results_html(table, blocks, None)
+    for v in views:
+        sections.append(f'<h2 id="{html.escape(v.label)}">{html.escape(v.label)}: {v.run.model} on {v.run.data}, '
+                        f"d_z = {v.run.dz}, seed {v.run.seed}</h2>{grid_of(v, out)}<h3>Learning curves</h3>"
+                        f"{curves(v.run.data, v.run.dz, [v])}")
+    sections.append(f'<h2 id="runs">Runs</h2>{runs_html(views)}')
+    counts, summary = tally(views)
+    what = views[0].label if len(views) == 1 and folders[0] == out else f"{len(views)} runs"
+    return page(out, what, summary, counts, sections)

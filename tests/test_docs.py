@@ -1,0 +1,82 @@
+"""The documentation stays true: the paths it names exist, its commands parse, the README stays short,
+and the project speaks of itself only."""
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from acai.cli import make_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README_LINES = 200
+# A path of the project as the docs name it: acai/training/loop.py, benchmarks/train_throughput.py, docs/speed.md.
+PATH = re.compile(r"(?<![\w./-])((?:acai|benchmarks|scripts|examples|tests|docs)/[\w./-]*[\w/])")
+# Words about how the project was made, not what it is. Assembled so that this file does not hold them.
+HISTORY = re.compile(r"\b(" + "ses" + r"sions?|iss" + r"ue\s*#?\s*\d+)\b", re.IGNORECASE)
+# Tests' own names that hold the word: pytest's fixture scope, and the WebDriver protocol's URL and ids.
+TEST_NAMES = re.compile(r'scope="session"|self\.session|"/session|sessionId')
+
+
+def named_paths(text: str) -> list[str]:
+    """The project paths a text names; a placeholder such as acai/core/models/NAME.py is not one."""
+    return sorted({match.rstrip("./") for match in PATH.findall(text) if not re.search(r"\b[A-Z]{3,}\b", match)})
+
+
+def test_every_path_named_in_the_readme_and_architecture_exists():
+    for doc in ("README.md", "docs/ARCHITECTURE.md"):
+        paths = named_paths((ROOT / doc).read_text())
+        assert paths, f"{doc} names no path: the pattern is broken"
+        missing = [path for path in paths if not (ROOT / path).exists()]
+        assert not missing, f"{doc} names paths that do not exist: {missing}"
+
+
+def test_a_renamed_module_is_caught(tmp_path):
+    """The check above would fail on a README naming a module that is not there."""
+    text = "See acai/training/loop.py and acai/training/no_such_module.py."
+    assert [p for p in named_paths(text) if not (ROOT / p).exists()] == ["acai/training/no_such_module.py"]
+
+
+def readme_commands() -> list[str]:
+    """Every `acai ...` command of the README's code blocks, continuation lines joined, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("acai "):
+                commands.append(line)
+    return commands
+
+
+def test_the_readme_shows_acai_commands():
+    assert len(readme_commands()) >= 5
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_every_readme_command_parses(command):
+    args = shlex.split(command)[1:]
+    try:
+        make_parser().parse_args(args)  # validation only: nothing runs
+    except SystemExit as stop:
+        pytest.fail(f"`{command}` does not parse (exit {stop.code})")
+
+
+def test_readme_is_short():
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines <= README_LINES, f"README.md has {lines} lines; move measurements to docs/"
+
+
+def test_no_tracked_file_speaks_of_how_the_project_was_made():
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
+                             capture_output=True, text=True, check=True)
+    found = []
+    for name in tracked.stdout.splitlines():
+        path = ROOT / name
+        if path.suffix in (".png", ".jpg", ".gz", ".npz", ".pt") or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if HISTORY.search(line) and not (name.startswith("tests/") and TEST_NAMES.search(line)):
+                found.append(f"{name}:{number}: {line.strip()[:100]}")
+    assert not found, "history in tracked files:\n" + "\n".join(found)
