@@ -1,9 +1,12 @@
 """acai: interpolation in autoencoders, after Berthelot, Raffel, Roy & Goodfellow (ICLR 2019).
 
-    from acai import lines, models, train
+    from acai import lines, regularize
     images = lines.render(angles)                  # (N, 32, 32) lines in [-1, 1]
     mean_distance, smoothness = lines.evaluate(x)  # x: (pairs, steps, 32, 32)
-    model = acai.regularize(encoder, decoder, image_shape=(1, 32, 32))   # the ACAI regulariser on your own model
+    model = regularize(encoder, decoder, image_shape=(1, 32, 32))   # the ACAI regulariser on your own model
+
+The layers (docs/ARCHITECTURE.md): acai.core (lines, nets, models, data), acai.measures, acai.training
+(TrainConfig, `train`), acai.reproduce (presets, tables, sweeps, reports) and acai.cli.
 """
 from acai.core import lines
 from acai.core.models.regularizer import regularize

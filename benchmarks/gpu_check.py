@@ -21,7 +21,6 @@ network, batch 16, 2 steps, K = 1, 2 and no conv peak; its speeds mean nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import resource

@@ -65,11 +65,11 @@ def main() -> None:
         overrides = dict(eval_every=args.eval_every, eval_window=args.window)
         if args.samples:
             overrides["samples"] = args.samples
-            if "lr_decay_over" in PRESETS[args.preset].lines.recipe:  # the cosine ends at the new budget
+            if PRESETS[args.preset].lines.lr_decay_over is not None:  # the cosine ends at the new budget
                 overrides["lr_decay_over"] = args.samples
         name = f"{args.preset}-{args.samples or 'preset'}-{precision}"
-        spec = SweepSpec("table1", Path(args.out) / name, PRESETS[args.preset], args.seeds, tuple(args.models),
-                         precision=precision, overrides=overrides)
+        spec = SweepSpec(what="table1", out=Path(args.out) / name, preset=PRESETS[args.preset], seeds=args.seeds,
+                         models=tuple(args.models), precision=precision, overrides=overrides)
         reproduce(spec, Local(args.workers))
         runs[precision] = {m: [finished(r, spec.out) for r in spec.runs() if r.model == m] for m in args.models}
     report = {}

@@ -1,4 +1,4 @@
-"""The benchmark scripts' own measurements (the speed figures in the README come from them)."""
+"""The benchmark scripts' own measurements (the speed figures in docs/speed.md come from them)."""
 import argparse
 import json
 import subprocess
@@ -59,3 +59,43 @@ def test_stacked_times_every_k_against_one_run():
     for row in result["stacked"]:
         assert len(row["rounds"]) == 2 and row["samples_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["seeds"] * single / row["samples_per_s"])
+
+
+RELEASE = BENCHMARKS.parents[1] / "shared" / "reference" / "release-curves"
+
+
+def write_run(folder: Path, points: list[tuple[int, float, float, float]], model: str = "acai") -> None:
+    """A run folder as training leaves it: log.jsonl, clock.jsonl and metrics.json (its config)."""
+    folder.mkdir(parents=True)
+    folder.joinpath("log.jsonl").write_text("".join(json.dumps(dict(samples=s, mean_distance=md, smoothness=sm)) + "\n"
+                                                    for s, md, sm, _ in points))
+    folder.joinpath("clock.jsonl").write_text("".join(json.dumps(dict(samples=s, train_seconds=t)) + "\n"
+                                                      for s, _, _, t in points))
+    folder.joinpath("metrics.json").write_text(json.dumps(dict(config=dict(model=model))))
+
+
+@pytest.mark.skipif(not RELEASE.exists(), reason="the release's reference curves are not beside this checkout")
+def test_time_to_quality_reads_the_release_time_up_to_the_first_evaluation_that_meets_both_thresholds():
+    import time_to_quality
+
+    entries = [json.loads(line) for line in (RELEASE / "curve_acai_s0.jsonl").read_text().splitlines()]
+    hit = time_to_quality.release_time(RELEASE / "curve_acai_s0.jsonl", 5e-3, 0.15)
+    first = next(i for i, e in enumerate(entries) if e["mean_distance"] <= 5e-3 and (e["mean_smoothness"] or 9) <= 0.15)
+    assert hit["samples"] == entries[first]["samples"]
+    assert hit["train_seconds"] == pytest.approx(sum(e["train_seconds_since_last"] for e in entries[:first + 1]))
+    assert time_to_quality.release_time(RELEASE / "curve_acai_s0.jsonl", 1e-6, 0.15)["samples"] is None
+
+
+@pytest.mark.skipif(not RELEASE.exists(), reason="the release's reference curves are not beside this checkout")
+def test_long_runs_figure_and_table(tmp_path, capsys):
+    import long_runs
+
+    write_run(tmp_path / "runs" / "acai-seed0", [(65536, 6e-3, 0.2, 200.0), (131072, 3e-3, 0.09, 400.0),
+                                                  (196608, 2e-3, 0.08, 600.0), (262144, 1e-3, 0.07, 800.0)])
+    assert long_runs.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "long.png")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| acai-seed0 |"))
+    # median of the last 4 Mean Distances, the best, the ratio to the paper's 0.24e-3, and the first evaluation
+    # at the release's quality after 196,608 samples (both of its seeds' mean: 4.07e-3, 0.102)
+    assert "| 2.500 |" in row and "1.000 (262,144)" in row and "4.2×" in row and "131,072, 6.7 min" in row
+    assert (tmp_path / "long.png").stat().st_size > 10_000

@@ -19,7 +19,7 @@ from acai.cli import main
 from acai.training.config import ConfigError, TrainConfig
 from acai.measures.represent import cluster_run, run_probe
 from acai.reproduce.tables import TABLES, Cell, render
-from acai.training.run import CHECKPOINT, FAILED, load_run
+from acai.training.run import CHECKPOINT, FAILED
 from acai.training.loop import train
 
 from conftest import tiny_args, tiny_config

@@ -6,7 +6,6 @@ runs; a second `reproduce` on the same OUT is refused while the first runs, and 
 after the first was killed waits for the same array; `acai status` names each state.
 """
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -152,7 +151,7 @@ def test_a_second_reproduce_is_refused_while_the_first_runs(reattached):
 
 
 def test_reproduce_reattaches_to_the_array_of_a_killed_submitter(reattached):
-    out, (code, stdout, stderr) = reattached["out"], reattached["third"]
+    out, (code, _, stderr) = reattached["out"], reattached["third"]
     assert {"queued", "running"} & set(reattached["alive"].values()), reattached["alive"]  # it outlived its submitter
     assert code == 0, stderr
     assert f"re-attaching to SLURM array {reattached['job']}" in stderr and "submitted SLURM" not in stderr

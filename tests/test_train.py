@@ -220,3 +220,20 @@ def test_adam_multi_tensor_step_equals_the_per_tensor_one():
     for name in run.groups:
         for a, b in zip(run.groups[name], twin.groups[name]):
             assert torch.equal(a, b), name
+
+
+def test_initial_weights_come_from_the_runs_own_generator():
+    """The seed alone fixes a run's weights: not what the process drew before, and building a run draws
+    nothing from torch's global generator."""
+    config = tiny_config("vqvae+acai")
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = build_run(config)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global generator was not drawn from
+    torch.rand(1000)  # whatever else ran in the process
+    second = build_run(config)
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(first.probe.weight, second.probe.weight)
+    other = build_run(tiny_config("vqvae+acai", seed=2))
+    assert not torch.equal(other.model.base.encoder[0].weight, first.model.base.encoder[0].weight)

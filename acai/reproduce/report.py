@@ -244,9 +244,10 @@ def short(x: float) -> str:
     return f"{x:.3g}"
 
 
-def chart(metric: str, runs: list[RunView], paper: dict, scale: float) -> str:
+def chart(metric: str, runs: list[RunView], paper: dict, scale: float, by_run: bool = False) -> str:
     """One metric against samples: a line per run (colour: model), a point per evaluation (hollow red: a
-    flagged state), the paper's value as a tick on the right edge; log scale when it spans > 20x."""
+    flagged state), the paper's value as a tick on the right edge; log scale when it spans > 20x.
+    `by_run`: a colour per run, named by its label (runs of one model side by side)."""
     series = [(v, [(e["samples"], scale * e[metric], e.get("state", "ok")) for e in v.log
                    if isinstance(e.get(metric), (int, float))]) for v in runs]
     series = [(v, points) for v, points in series if points]
@@ -278,9 +279,10 @@ def chart(metric: str, runs: list[RunView], paper: dict, scale: float) -> str:
     out.append(f'<path class="axis" fill="none" d="M{L} {T}V{H - B}H{W - R}"/>'
                f'<text x="{(L + W - R) / 2}" y="{H - 4}" text-anchor="middle">training samples</text>')
     models = list(MODELS)
-    for v, points in series:
-        colour = COLOURS[models.index(v.run.model) % len(COLOURS)] if v.run.model in models else "#000"
-        name = f"{v.run.model} seed {v.run.seed}" + ("" if v.flag == "ok" else f" ({v.flag})")
+    for index, (v, points) in enumerate(series):
+        colour = (COLOURS[index % len(COLOURS)] if by_run else
+                  COLOURS[models.index(v.run.model) % len(COLOURS)] if v.run.model in models else "#000")
+        name = (v.label if by_run else f"{v.run.model} seed {v.run.seed}") + ("" if v.flag == "ok" else f" ({v.flag})")
         out.append(f'<g class="series m-{v.run.model}" stroke="{colour}"><title>{html.escape(name)}</title>')
         segment = []
         for x, y, _ in points + [(0, math.nan, "")]:  # a NaN (undefined) breaks the line
@@ -302,26 +304,29 @@ def chart(metric: str, runs: list[RunView], paper: dict, scale: float) -> str:
     out.append("</svg>")
     legend = "".join(f'<span class="m-{m}"><b style="color:{COLOURS[models.index(m) % len(COLOURS)]}">■</b> {m}</span>'
                      for m in dict.fromkeys(v.run.model for v, _ in series) if m in models)
+    if by_run:
+        legend = "".join(f'<span><b style="color:{COLOURS[i % len(COLOURS)]}">■</b> {html.escape(v.label)}</span>'
+                         for i, (v, _) in enumerate(series))
     return f'<figure class="chart">{"".join(out)}<figcaption class="legend">{legend}</figcaption></figure>'
 
 
-def curves(data: str, dz: int, runs: list[RunView]) -> str:
+def curves(data: str, dz: int, runs: list[RunView], by_run: bool = False) -> str:
     measures = {m.key: m for table in TABLES.values() for m in table.measures}
-    metrics = dict.fromkeys(k for v in runs for e in v.log for k, x in e.items()
-                            if k not in ("samples", "evaluation") and isinstance(x, (int, float)))
+    metrics = dict.fromkeys(k for v in runs for e in v.log for k, x in e.items()  # pairs: how many were scored
+                            if k not in ("samples", "evaluation", "pairs") and isinstance(x, (int, float)))
     parts = []
     for metric in metrics:
         m = measures.get(metric)
         paper = {model: (value[0] if isinstance(value, tuple) else value) * 1.0 for model, value in
                  (m.paper.get((data, dz), {}) if m else {}).items() if model in {v.run.model for v in runs}}
         heading = m.heading if m else metric
-        svg = chart(metric, runs, paper, m.scale if m else 1.0)
+        svg = chart(metric, runs, paper, m.scale if m else 1.0, by_run)
         if svg:
             parts.append(f"<div><h4>{html.escape(heading)}</h4>{svg}</div>")
     if not parts:
         return '<p class="note">No evaluation logged yet.</p>'
-    return (f'<div class="charts">{"".join(parts)}</div><p class="note">A line per run (colour: model), a point per '
-            f"evaluation, hollow where it found the model constant or collapsed; a tick on the right edge: the paper's "
+    return (f'<div class="charts">{"".join(parts)}</div><p class="note">A line per run (colour: '
+            f"{'run' if by_run else 'model'}), a point per evaluation, hollow where it found the model constant or collapsed; a tick on the right edge: the paper's "
             f"value after 2²⁴ samples. Hover a point, a line or a model for its values.</p>")
 
 
@@ -409,19 +414,25 @@ def sweep_report(out: Path) -> Path:
     return page(out, f"{', '.join(s.what for s in specs)}; {len(runs)} runs", summary, counts, sections)
 
 
+def is_run(folder: Path) -> bool:
+    """A run folder: its checkpoint, or the files a finished run leaves (results kept without checkpoints)."""
+    return (folder / CHECKPOINT).exists() or ((folder / METRICS).exists() and (folder / LOG).exists())
+
+
 def run_folders(out: Path, depth: int = 3) -> list[Path]:
     """`out` itself if it is a run folder, else the run folders below it (at most `depth` levels down)."""
-    if (out / CHECKPOINT).exists():
+    if is_run(out):
         return [out]
     found = []
     for level in range(1, depth + 1):
-        found += sorted(out.glob("/".join(["*"] * level) + f"/{CHECKPOINT}"))
-    return [path.parent for path in found]
+        found += [path for path in sorted(out.glob("/".join(["*"] * level))) if path.is_dir() and is_run(path)]
+    return found
 
 
 def folder_view(folder: Path, out: Path) -> RunView:
     """A run folder of `acai train` as the report shows it (its id: the folder's path below OUT)."""
-    config = TrainConfig.from_dict(ckpt.load_torch(folder / CHECKPOINT)["config"])
+    saved = ckpt.load_torch(folder / CHECKPOINT) if (folder / CHECKPOINT).exists() else ckpt.read_json(folder / METRICS)
+    config = TrainConfig.from_dict(saved["config"])
     label = folder.name if folder == out else folder.relative_to(out).as_posix()
     run = RunSpec(config.data, config.arch(colors=1).dz, config.model, config.seed, config)
     log = ckpt.read_json_lines(folder / LOG) if (folder / LOG).exists() else []
@@ -444,6 +455,8 @@ def grid_of(view: RunView, out: Path) -> str:
     from acai.reproduce import figures
 
     path = out / DRAWN / f"{view.label.replace('/', '-')}-interpolations.png"
+    if not (view.folder / CHECKPOINT).exists():
+        return '<p class="note">No checkpoint in this folder: no interpolations to draw.</p>'
     try:
         if not path.exists() or path.stat().st_mtime < (view.folder / CHECKPOINT).stat().st_mtime:
             if view.run.data == "lines":
@@ -472,10 +485,13 @@ def runs_report(out: Path, folders: list[Path]) -> Path:
     sections = [f'<h2 id="results">Results</h2><p class="note">One row per run: the median of its last '
                 f"{views[0].run.config.eval_window} evaluation(s) (its eval_window); bold: the best run of a block "
                 f"whose value is defined and unflagged.</p>"] + results_html(table, blocks, None)
+    for (data, dz), by_label in blocks.items():
+        members = [v for views_of in by_label.values() for v in views_of]
+        sections.append(f'<h2 id="{data}-dz{dz}">Learning curves: {data}, d_z = {dz}</h2>'
+                        f"{curves(data, dz, members, by_run=True)}")
     for v in views:
         sections.append(f'<h2 id="{html.escape(v.label)}">{html.escape(v.label)}: {v.run.model} on {v.run.data}, '
-                        f"d_z = {v.run.dz}, seed {v.run.seed}</h2>{grid_of(v, out)}<h3>Learning curves</h3>"
-                        f"{curves(v.run.data, v.run.dz, [v])}")
+                        f"d_z = {v.run.dz}, seed {v.run.seed}</h2>{grid_of(v, out)}")
     sections.append(f'<h2 id="runs">Runs</h2>{runs_html(views)}')
     counts, summary = tally(views)
     what = views[0].label if len(views) == 1 and folders[0] == out else f"{len(views)} runs"
