@@ -85,7 +85,7 @@ def train_config(args) -> TrainConfig:
     given = {name: getattr(args, name) for name in ("batch", "lr", "lr_warmup", "lr_decay", "lr_decay_over")
              if getattr(args, name) is not None}
     hparams = {**recipe.pop("hparams", {}), **parse_hparams(args.hp)}
-    return TrainConfig(model=args.model, data=args.data, samples=args.samples, seed=args.seed,
+    return TrainConfig(model=args.model, data=args.data, samples=args.samples or PAPER.samples, seed=args.seed,
                        eval_every=args.eval_every, device=args.device, data_dir=args.data_dir, dz=args.dz,
                        scales=args.scales, depth=args.depth, latent=args.latent, precision=args.precision,
                        hparams=hparams, **{**recipe, **given})

@@ -125,7 +125,7 @@ def test_train_recipe_short_outside_reproduce():
     acai = config("--model", "acai", "--recipe", "short", "--samples", "4096")
     assert (acai.batch, acai.lr, acai.lr_warmup, acai.lr_decay, acai.lr_decay_over) == (16, 5e-4, 2048, "cosine", None)
     assert config("--model", "acai", "--recipe", "short", "--lr", "2e-4", "--batch", "32").lr == 2e-4
-    assert config("--model", "acai", "--recipe", "short", "--lr-decay-over", "8192").decay_steps == 512
+    assert config("--model", "acai", "--recipe", "short", "--samples", "4096", "--lr-decay-over", "8192").decay_steps == 512
     assert config("--model", "vqvae", "--recipe", "short", "--hp", "num_latents=5").hparams == dict(decay=0.99,
                                                                                                  num_latents=5)
     paper = config("--model", "acai")

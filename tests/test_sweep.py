@@ -102,26 +102,30 @@ def test_only_the_quick_presets_lines_runs_lighten_their_progress_evaluations(tm
     assert PRESETS["quick"].images.config("acai")["progress_pairs"] is None  # median of 3: whole evaluations
 
 
-def test_the_quick_presets_bfloat16_models_train_in_it_only_on_a_cpu_that_computes_it(tmp_path, monkeypatch):
+def test_a_presets_bfloat16_models_train_in_it_only_on_a_cpu_that_computes_it(tmp_path, monkeypatch):
     """bfloat16 is a speed lever where the CPU has it (AVX-512 BF16, AMX); emulated on AVX2 it is 7-9x
     slower, so there the same command trains float32, and the table's header says which it was."""
     import acai.training.machine
     from acai.reproduce.plan import SweepSpec
     from acai.reproduce.presets import PRESETS
 
-    quick = PRESETS["quick"]
-    assert quick.lines.bfloat16 and not PRESETS["paper"].lines.bfloat16
+    long = PRESETS["long"]
+    assert long.lines.bfloat16 and not PRESETS["paper"].lines.bfloat16 and not PRESETS["quick"].lines.bfloat16
+    models = ("baseline", "acai", "baseline+acai", "vae+acai", "dropout")
     for native in (True, False):
         monkeypatch.setattr(acai.training.machine, "native_bfloat16", lambda device: native)
-        spec = SweepSpec(what="table1", out=tmp_path, preset=quick, seeds=1, models=("baseline", "acai", "baseline+acai", "vae+acai", "dropout"))
+        spec = SweepSpec(what="table1", out=tmp_path, preset=long, seeds=1, models=models)
         got = {run.model: run.config.precision for run in spec.runs()}
-        assert got == {m: "bfloat16" if native and m in quick.lines.bfloat16 else "float32" for m in got}
+        assert got == {m: "bfloat16" if native and m in long.lines.bfloat16 else "float32" for m in got}
         assert "float32" in got.values() and ("bfloat16" in got.values()) == native
         assert ("float32 for the others" in describe(spec)) == native and ("needs a CPU" in describe(spec)) != native
-        assert {run.config.precision for run in SweepSpec(what="table1", out=tmp_path, preset=quick, seeds=1, precision="float32").runs()} \
-            == {"float32"}
-        assert {run.config.precision for run in SweepSpec(what="table1", out=tmp_path, preset=quick, seeds=1, recipe="paper").runs()} \
+        assert {run.config.precision for run in SweepSpec(what="table1", out=tmp_path, preset=long, seeds=1,
+                                                         models=models, precision="float32").runs()} == {"float32"}
+        assert {run.config.precision for run in SweepSpec(what="table1", out=tmp_path, preset=long, seeds=1,
+                                                         models=models, recipe="paper").runs()} \
             == {"float32"}  # the paper's recipe is float32
+        quick = SweepSpec(what="table1", out=tmp_path, preset=PRESETS["quick"], seeds=1, models=models)
+        assert {run.config.precision for run in quick.runs()} == {"float32"}
 
 
 def test_the_learning_curves_name_the_recipe(tmp_path):

@@ -176,11 +176,12 @@ PRESETS = {p.name: p for p in (
     # `make quick`: Table 1 with three seeds in under 30 minutes on 2 CPU cores.
     Preset(name="quick",
            lines=Budget(
-               samples=40_960,  # ACAI leads both metrics here on every seed; the table takes a sixth less than at 49,152
+               samples=40_960,  # ACAI led both metrics here on every seed; the table takes a sixth less than at 49,152
                eval_every=8_192, eval_window=1,  # 5 evaluations; the table reports the last
                recipe=SHORT,
                lr_decay_over=49_152,  # the first 40,960 samples of a 49,152-sample cosine (a compressed one did worse)
-               bfloat16=BFLOAT16_CHECKED,  # 1.5x faster for ACAI and the VAE, within float32's seed spread
+               # float32 for every model: on an AMX CPU, bfloat16 left one ACAI seed of three at the mean image
+               # at 40,960 samples, where that seed left it in float32 (docs/results.md, "bfloat16 on AMX")
                progress_pairs=64),  # the four curve-only evaluations score 64 pairs and skip the probe
            images=Budget(samples=98_304, eval_every=16_384, eval_window=3),
            probe_samples=1 << 22, all_latents=False, seeds=3,
