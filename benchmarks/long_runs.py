@@ -123,7 +123,7 @@ def figure(runs: dict, release: dict, paper: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4), constrained_layout=True)
     for axis, key, scale in ((axes[0], "mean_distance", 1e3), (axes[1], "smoothness", 1.0)):
         for name, run in runs.items():
             xs = [e["samples"] for e in run["log"] if defined(e.get(key))]
@@ -149,7 +149,7 @@ def figure(runs: dict, release: dict, paper: dict, path: Path) -> None:
     axes[0].set_ylabel("Mean Distance (×10⁻³, lower is better)")
     axes[1].set_ylabel("Smoothness (lower is better)")
     axes[1].set_ylim(top=1.0)
-    axes[0].legend(fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=7)
     fig.suptitle("Lines: long runs (solid: this trainer, preset long; dotted: GPU, paper's recipe), the release "
                  "(dashed) and the paper after 2²⁴ samples (horizontal lines)", fontsize=9)
     buffer = io.BytesIO()

@@ -1,11 +1,11 @@
 """Wall time to a given interpolation quality on lines: this trainer against the authors' release.
 
     python benchmarks/time_to_quality.py [--mean-distance 5e-3] [--smoothness 0.15] [--seeds 0 1]
-        [--threads 1] [--eval-every 4096] [--out benchmarks/results/time_to_quality.json]
+        [--threads 1] [--eval-every 4096] [--precision float32|bfloat16] [--out benchmarks/results/time_to_quality.json]
 
-Ours: ACAI trained as the quick preset trains it (acai/reproduce/presets.py: the short recipe, bfloat16
-where the CPU computes it natively), pinned to --threads threads, evaluated every --eval-every samples
-with the release's protocol (256 pairs of fresh lines, appendix A). The time to quality is the training
+Ours: ACAI trained as the quick preset trains it (acai/reproduce/presets.py: the short recipe, float32
+unless --precision bfloat16), pinned to --threads threads, evaluated every --eval-every samples with the
+release's protocol (256 pairs of fresh lines, appendix A). The time to quality is the training
 time (no evaluation) up to the first evaluation at which Mean Distance <= --mean-distance and
 Smoothness <= --smoothness, read from the run's clock.jsonl.
 
@@ -62,6 +62,8 @@ def our_time(seed: int, args) -> dict:
 
     values = PRESETS["quick"].lines.config("acai", bfloat16_here=native_bfloat16(torch.device("cpu")))
     values.update(eval_every=args.eval_every, eval_window=1, progress_pairs=None)
+    if args.precision:
+        values["precision"] = args.precision
     config = TrainConfig(model="acai", data="lines", seed=seed, **values)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
@@ -96,6 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=1, help="the release's curves ran on one thread")
     parser.add_argument("--eval-every", type=int, default=4096)
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default=None,
+                        help="default: the quick preset's (float32)")
     parser.add_argument("--release", type=Path, default=RELEASE)
     parser.add_argument("--out", default="benchmarks/results/time_to_quality.json")
     args = parser.parse_args(argv)

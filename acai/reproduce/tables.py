@@ -280,7 +280,7 @@ def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), ra
             if rate is not None:
                 row["samples_per_second"] = rate
             lines.append(f"| {data} | {dz} | {model} | " + " | ".join(texts) +
-                         (f" | {rate:.0f} |" if rates else " |"))
+                         (f" | {'—' if rate is None else f'{rate:.0f}'} |" if rates else " |"))  # a failed run has no rate
             rows.append(row)
     lines += list(extra_rows)
     lines += regularizer_effect(table, cells, rates)
