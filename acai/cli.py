@@ -86,7 +86,8 @@ def train_config(args) -> TrainConfig:
              if getattr(args, name) is not None}
     hparams = {**recipe.pop("hparams", {}), **parse_hparams(args.hp)}
     return TrainConfig(model=args.model, data=args.data, samples=args.samples or PAPER.samples, seed=args.seed,
-                       eval_every=args.eval_every, device=args.device, data_dir=args.data_dir, dz=args.dz,
+                       eval_every=args.eval_every, eval_window=args.eval_window, device=args.device,
+                       data_dir=args.data_dir, dz=args.dz,
                        scales=args.scales, depth=args.depth, latent=args.latent, precision=args.precision,
                        hparams=hparams, **{**recipe, **given})
 
@@ -328,6 +329,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=PAPER.seed)
     p.add_argument("--eval-every", type=positive_int, default=PAPER.eval_every,
                    help=f"samples between evaluations ({PAPER.eval_every:,})")
+    p.add_argument("--eval-window", type=positive_int, default=PAPER.eval_window,
+                   help=f"report the median of the last this-many evaluations (the paper's {PAPER.eval_window}; "
+                        f"one undefined value among them makes the reported value undefined)")
     p.add_argument("--dz", type=positive_int, default=None, help="latent size d_z (e.g. 32 or 256 on MNIST)")
     p.add_argument("--scales", type=positive_int, default=None, help="override the data set's number of scales")
     p.add_argument("--depth", type=positive_int, default=None, help="override the first layer's width")

@@ -99,3 +99,13 @@ def test_long_runs_figure_and_table(tmp_path, capsys):
     # at the release's quality after 196,608 samples (both of its seeds' mean: 4.07e-3, 0.102)
     assert "| 2.500 |" in row and "1.000 (262,144)" in row and "4.2×" in row and "131,072, 6.7 min" in row
     assert (tmp_path / "long.png").stat().st_size > 10_000
+
+
+def test_time_to_quality_has_no_ratio_when_a_seed_never_reaches_the_thresholds():
+    import time_to_quality
+
+    release = [dict(seed=0, train_seconds=1000.0), dict(seed=1, train_seconds=800.0)]
+    ours = [dict(seed=0, train_seconds=None), dict(seed=1, train_seconds=200.0)]
+    assert time_to_quality.speedup(release, ours) == (None, ["ours seed 0"])  # not 900 / 200 from seed 1 alone
+    ours[0]["train_seconds"] = 250.0
+    assert time_to_quality.speedup(release, ours) == (900.0 / 225.0, [])

@@ -29,6 +29,17 @@ def test_train_then_interpolate(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_eval_window_sets_how_many_evaluations_the_reported_value_is_the_median_of(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--model", "baseline", "--out", str(run), "--eval-window", "2",
+                 *tiny_args("baseline", samples=64, eval_every=16)]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(log) == 4 and metrics["config"]["eval_window"] == 2
+    assert metrics["mean_distance"] == pytest.approx(np.median([e["mean_distance"] for e in log[-2:]]))
+    assert metrics["mean_distance"] != pytest.approx(np.median([e["mean_distance"] for e in log]))
+
+
 def test_slerp_grid_and_prior_samples_from_the_command_line(tmp_path, capsys):
     runs = {model: tmp_path / model for model in ("vae", "baseline")}
     for model, run in runs.items():

@@ -206,6 +206,8 @@ def test_report_of_one_run_and_of_a_folder_of_runs(browser, tmp_path, capsys):
     assert rows["one"][3].split(" (")[0] == f"{1e3 * metrics['mean_distance']:.2f}"
     assert browser.run("return document.querySelectorAll('svg polyline').length") > 0  # its curves
     assert browser.run("return document.images.length") == 1  # its interpolation grid
+    # 2 evaluations under acai train's paper window of 20: the page says what its median is of
+    assert "the median of its last 2 evaluations (eval_window 20" in (run / "report.html").read_text()
     seeds = tmp_path / "seeds"
     assert main(["train", "--model", "acai", "--seeds", "2", "--out", str(seeds),
                  *tiny_args("acai", samples=64, eval_every=32)]) == 0

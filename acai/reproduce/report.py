@@ -482,9 +482,12 @@ def runs_report(out: Path, folders: list[Path]) -> Path:
     blocks: dict = {}
     for v in views:
         blocks.setdefault((v.run.data, v.run.dz), {})[v.label] = [v]
+    window = views[0].run.config.eval_window
+    used = sorted({min(window, len(v.log)) for v in views if v.log}) or [window]  # summarise: all, if fewer
     sections = [f'<h2 id="results">Results</h2><p class="note">One row per run: the median of its last '
-                f"{views[0].run.config.eval_window} evaluation(s) (its eval_window); bold: the best run of a block "
-                f"whose value is defined and unflagged.</p>"] + results_html(table, blocks, None)
+                f"{' or '.join(map(str, used))} evaluation{'s' if used[-1] > 1 else ''} (eval_window {window}, "
+                f"or every evaluation of a run that has fewer); bold: the best run of a block whose value is "
+                f"defined and unflagged.</p>"] + results_html(table, blocks, None)
     for (data, dz), by_label in blocks.items():
         members = [v for views_of in by_label.values() for v in views_of]
         sections.append(f'<h2 id="{data}-dz{dz}">Learning curves: {data}, d_z = {dz}</h2>'
