@@ -97,7 +97,7 @@ SHORT = Recipe(
 
 # The short recipe with ACAI (and every BASE+acai) at 2e-4: over 2^19 samples of this schedule (one cosine
 # over the run) it ended at a median Mean Distance of 1.33e-3 over its last 4 evaluations against 1.45e-3
-# at 5e-4, whose last two evaluations rose (docs/results.md, "Long runs on lines").
+# at 5e-4, whose last two evaluations rose (docs/results.md, "The long preset's ACAI rate").
 LONG = dataclasses.replace(SHORT, name="long", per_model={**SHORT.per_model, "acai": dict(lr=2e-4)},
                            why="the short recipe; ACAI's rate chosen from two 2^19-sample runs (docs/results.md)")
 
