@@ -25,12 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from acai.cli import positive_int
+from acai.training.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "reference" / "release-curves"
@@ -57,10 +61,10 @@ def release_time(path: Path, mean_distance: float, smoothness: float) -> dict:
                 last_samples=entries[-1]["samples"], samples_per_s=entries[-1]["samples"] / seconds)
 
 
-def our_time(seed: int, args) -> dict:
+def our_config(seed: int, args):
+    """ACAI as the quick preset trains it, with this script's evaluations, precision and budget."""
     from acai.reproduce.presets import PRESETS
     from acai.training.config import TrainConfig
-    from acai.training.loop import train
     from acai.training.machine import native_bfloat16
 
     values = PRESETS["quick"].lines.config("acai", bfloat16_here=native_bfloat16(torch.device("cpu")))
@@ -69,7 +73,13 @@ def our_time(seed: int, args) -> dict:
         values["precision"] = args.precision
     if args.samples:  # a longer run with its cosine stretched over it, as the long preset does
         values.update(samples=args.samples, lr_decay_over=args.samples)
-    config = TrainConfig(model="acai", data="lines", seed=seed, **values)
+    return TrainConfig(model="acai", data="lines", seed=seed, **values)
+
+
+def our_time(config, mean_distance: float, smoothness: float) -> dict:
+    from acai.training.loop import train
+
+    seed = config.seed
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         train([config], [folder], progress=False)
@@ -78,7 +88,7 @@ def our_time(seed: int, args) -> dict:
         clock = [json.loads(line) for line in (Path(folder) / "clock.jsonl").read_text().splitlines()]
     for entry, tick in zip(log, clock):
         entry["train_seconds"] = tick["train_seconds"]
-    hit = first_reaching(log, args.mean_distance, args.smoothness)
+    hit = first_reaching(log, mean_distance, smoothness)
     return dict(seed=seed, precision=config.precision, samples=hit and hit["samples"],
                 train_seconds=hit and hit["train_seconds"], mean_distance=hit and hit["mean_distance"],
                 smoothness=hit and hit["smoothness"], last_samples=log[-1]["samples"],
@@ -93,8 +103,8 @@ def speedup(release: list[dict], ours: list[dict]) -> tuple[float | None, list[s
               for r in rows if r["train_seconds"] is None]
     if missed or not release or not ours:
         return None, missed
-    mean = lambda rows: sum(r["train_seconds"] for r in rows) / len(rows)  # noqa: E731
-    return mean(release) / mean(ours), missed
+    theirs, mine = (statistics.mean(r["train_seconds"] for r in rows) for rows in (release, ours))
+    return theirs / mine, missed
 
 
 def cpu_name() -> str:
@@ -112,11 +122,11 @@ def main(argv=None) -> int:
     parser.add_argument("--mean-distance", type=float, default=5e-3)
     parser.add_argument("--smoothness", type=float, default=0.15)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--threads", type=int, default=1, help="the release's curves ran on one thread")
-    parser.add_argument("--eval-every", type=int, default=4096)
+    parser.add_argument("--threads", type=positive_int, default=1, help="the release's curves ran on one thread")
+    parser.add_argument("--eval-every", type=positive_int, default=4096)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default=None,
                         help="default: the quick preset's (float32)")
-    parser.add_argument("--samples", type=int, default=None,
+    parser.add_argument("--samples", type=positive_int, default=None,
                         help="train this many samples, the cosine over all of them (default: the quick preset's "
                              "40,960 of a 49,152-sample cosine)")
     parser.add_argument("--release", type=Path, default=RELEASE)
@@ -128,7 +138,15 @@ def main(argv=None) -> int:
     if not release:
         print(f"time_to_quality: no curve_acai_*.jsonl in {args.release}", file=sys.stderr)
         return 2
-    ours = [our_time(seed, args) for seed in args.seeds]
+    try:  # every setting checked before any training time is spent
+        configs = [our_config(seed, args) for seed in args.seeds]
+        if configs[0].samples < configs[0].eval_every:
+            raise ConfigError(f"{configs[0].samples:,} samples hold no evaluation every {configs[0].eval_every:,}; "
+                              f"pass --samples at least --eval-every")
+    except ConfigError as error:
+        print(f"time_to_quality: {error}", file=sys.stderr)
+        return 2
+    ours = [our_time(config, args.mean_distance, args.smoothness) for config in configs]
     print(f"time to Mean Distance <= {args.mean_distance:g} and Smoothness <= {args.smoothness:g} on lines, "
           f"ACAI, training time only, {args.threads} thread(s); ours on {cpu_name()}, "
           f"{time.strftime('%Y-%m-%d')}; the release read from {args.release.name}/ (another day and CPU)")
