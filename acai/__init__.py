@@ -8,8 +8,19 @@
 The layers (docs/ARCHITECTURE.md): acai.core (lines, nets, models, data), acai.measures, acai.training
 (TrainConfig, `train`), acai.reproduce (presets, tables, sweeps, reports) and acai.cli.
 """
-from acai.core import lines
-from acai.core.models.regularizer import regularize
-
 __version__ = "0.1.0"
 __all__ = ["lines", "regularize", "__version__"]
+
+
+def __getattr__(name: str):
+    """`lines` and `regularize`, imported on first use: importing the package itself loads no torch, so
+    the `acai` command (acai.cli) can turn a Ctrl-C while torch loads into one line."""
+    if name == "lines":
+        from acai.core import lines
+
+        return lines
+    if name == "regularize":
+        from acai.core.models.regularizer import regularize
+
+        return regularize
+    raise AttributeError(f"module 'acai' has no attribute {name!r}")

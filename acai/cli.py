@@ -2,22 +2,31 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+try:  # torch takes seconds to load, and `acai` imports this module first: Ctrl-C then is one line
+    import numpy as np
+    import torch
 
-from acai.core.data import Capability, DataError, offers
-from acai.core.models import MODELS, NAMES
-from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS
-from acai.reproduce.plan import STACK
-from acai.reproduce.presets import PRESETS, RECIPES
-from acai.reproduce.tables import TABLES
-from acai.training.config import LR_DECAYS, PRECISIONS, ConfigError, TrainConfig
-from acai.training.run import RunFailed
+    from acai.core.data import Capability, DataError, offers
+    from acai.core.models import MODELS, NAMES
+    from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS
+    from acai.reproduce.plan import STACK
+    from acai.reproduce.presets import PRESETS, RECIPES
+    from acai.reproduce.tables import TABLES
+    from acai.training.config import LR_DECAYS, MAX_SEED, PRECISIONS, ConfigError, TrainConfig
+    from acai.training.run import RunFailed
+    from acai.training.signals import Interrupted, StoppedUnsaved
+except KeyboardInterrupt:
+    print("acai: stopped by SIGINT while starting; nothing was done", file=sys.stderr, flush=True)
+    # Not SystemExit: a Ctrl-C that lands in an exec() of source text (dataclasses make their __init__
+    # so) marks CPython's interpreter, which then kills itself by SIGINT at exit whatever code it was given.
+    os._exit(128 + signal.SIGINT)
 
 PAPER = TrainConfig()  # the paper's settings (SPEC 3): the defaults of the flags below are read from it
 
@@ -47,7 +56,8 @@ def saved_budget(out: Path) -> int | None:
 
     if not (out / CHECKPOINT).exists():
         return None
-    return int(ckpt.load_torch(out / CHECKPOINT)["config"]["samples"])
+    samples = ckpt.load_torch(out / CHECKPOINT)["config"].get("samples")
+    return samples if isinstance(samples, int) and samples > 0 else None
 
 
 def duration(seconds: float) -> str:
@@ -136,19 +146,26 @@ def cmd_train(args) -> None:
         print(f"{prefix}{shown(metrics)} -> wrote {out / 'metrics.json'}")
 
 
+def png_path(text: str) -> Path:
+    """--out of a command that draws: a PNG file, named so (the bytes written are PNG whatever the name)."""
+    path = output_path(text, "PNG file", "grid.png")
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--out {text}: the picture is written as PNG, so its name must end in .png; e.g. "
+                          f"--out {path.with_suffix('.png').name if path.name else 'grid.png'}")
+    return path
+
+
 def cmd_interpolate(args) -> None:
-    from acai.training import checkpoint as ckpt
     from acai.reproduce.figures import grid_image, interpolation_rows, save_png
-    from acai.training.run import FAILED, load_run
+    from acai.measures.represent import refuse_diverged
+    from acai.training.run import load_run
 
     if args.steps < 2:
         raise ConfigError(f"--steps {args.steps}: an interpolation needs at least 2 steps (its two ends); "
                           f"e.g. --steps 16")
-    output_path(args.out, "PNG file", "grid.png")
+    png_path(args.out)
+    refuse_diverged(args.run, "interpolate")
     run = load_run(args.run)
-    if (Path(args.run) / FAILED).exists():
-        print(f"acai: note: {ckpt.read_json(Path(args.run) / FAILED).get('error', 'this run diverged')}; drawing "
-              f"its last good checkpoint (step {run.step})", file=sys.stderr)
     if offers(run.source, Capability.LINES):
         angles = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, 2 * args.pairs)
         images = run.source.batch_from_angles(angles)[0]
@@ -169,8 +186,11 @@ def cmd_interpolate(args) -> None:
 
 def cmd_samples(args) -> None:
     from acai.reproduce.figures import random_code_images, samples_grid, save_png
+    from acai.measures.represent import refuse_diverged
     from acai.training.run import load_run
 
+    png_path(args.out)
+    refuse_diverged(args.run, "samples")
     model = load_run(args.run).model
     path = save_png(samples_grid(random_code_images(model, args.count, args.seed)), args.out)
     if model.PRIOR is not None:
@@ -275,13 +295,35 @@ def show_progress(args) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
-def positive_int(text: str) -> int:
+# The largest count a flag takes (samples, steps, restarts...): numpy's and torch's int64 indices.
+MAX_COUNT = 2**63 - 1
+
+
+def whole_number(text: str) -> int | None:
+    """'65536' or '6.5536e4' -> 65536; None for text that is not a finite whole number ('1e999', '1.5')."""
     try:
-        value = int(float(text)) if "e" in text.lower() else int(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def positive_int(text: str) -> int:
+    value = whole_number(text)
+    if value is None or not 0 < value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (at most 2^63 - 1), got {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed: what every generator a run or a measurement seeds accepts (TrainConfig checks the same)."""
+    value = whole_number(text)
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2^63 - 1, got {text!r}")
     return value
 
 
@@ -326,7 +368,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-over", type=positive_int, default=None,
                    help="samples over which the cosine falls to 0 (default: the run's); more than --samples "
                         "stops part of the way down")
-    p.add_argument("--seed", type=int, default=PAPER.seed)
+    p.add_argument("--seed", type=seed_int, default=PAPER.seed)
     p.add_argument("--eval-every", type=positive_int, default=PAPER.eval_every,
                    help=f"samples between evaluations ({PAPER.eval_every:,})")
     p.add_argument("--eval-window", type=positive_int, default=PAPER.eval_window,
@@ -357,7 +399,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--pairs", type=positive_int, default=8)
     p.add_argument("--steps", type=positive_int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--mode", choices=["linear", "slerp"], default="linear",
                    help="linear mixtures (the paper's figures) or spherical interpolation (the release's slerp grid)")
     p.set_defaults(func=cmd_interpolate)
@@ -366,7 +408,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `acai train`")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--count", type=positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper (a sweep of runs)")
@@ -436,7 +478,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="tandem: the tandem probe's (constant rate, no smoothing; default for a run's codes); "
                         "classify_fc: the release's pixel classifier (label smoothing 0.1, rate x0.1 per half "
                         "run; default for --data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_probe)
 
@@ -444,15 +486,32 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `acai train`")
     p.add_argument("--restarts", type=positive_int, default=PAPER_RESTARTS)
     p.add_argument("--iterations", type=positive_int, default=PAPER_ITERATIONS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cluster)
     return parser
 
 
+def stopped(error: KeyboardInterrupt, command: str | None) -> str:
+    """The one line for a stop signal: what it left saved, and how to go on."""
+    signum = getattr(error, "signum", signal.SIGINT)
+    name = signal.Signals(signum).name
+    if isinstance(error, StoppedUnsaved):
+        kept = (f"the folder keeps the checkpoint of step {error.step:,} ({error.samples:,} samples)"
+                if error.step else "the folder keeps only the step-0 checkpoint (nothing trained is saved)")
+        return (f"acai: stopped at once by a second Ctrl-C, without saving: {kept}; rerun with --resume to "
+                f"continue from it")
+    if isinstance(error, Interrupted) or command == "reproduce":  # the loop (a sweep's: each unit's) saved first
+        return (f"acai: stopped by {name}; the checkpoint is saved, rerun with --resume (reproduce: rerun it) to "
+                f"continue")
+    return (f"acai: stopped by {name} outside a training step, so this stop saved nothing; rerun the command "
+            f"(acai train: with --resume if its folder holds a checkpoint)")
+
+
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)  # a bad argument: one line and SystemExit(2), see Parser
+    args = None
     try:
+        args = make_parser().parse_args(argv)  # a bad argument: one line and SystemExit(2), see Parser
         args.func(args)
     except (ConfigError, DataError) as error:
         print(f"acai: error: {error}", file=sys.stderr)
@@ -461,10 +520,8 @@ def main(argv=None) -> int:
         print(f"acai: run failed: {error}", file=sys.stderr)
         return 3
     except KeyboardInterrupt as error:
-        signum = getattr(error, "signum", signal.SIGINT)
-        print(f"acai: stopped by {signal.Signals(signum).name}; the checkpoint is saved, rerun with --resume "
-              f"(reproduce: rerun it) to continue", file=sys.stderr)
-        return 128 + signum
+        print(stopped(error, getattr(args, "command", None)), file=sys.stderr)
+        return 128 + getattr(error, "signum", signal.SIGINT)
     return 0
 
 

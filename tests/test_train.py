@@ -200,8 +200,8 @@ def test_progress_evaluations_are_lighter_and_leave_the_reported_values_alone(tm
 
 def test_evaluations_counts_the_last_partial_interval():
     assert tiny_config("baseline", samples=512, eval_pairs=16).evaluations == 4  # 32 steps, every 8
-    assert tiny_config("baseline", samples=520, eval_pairs=16).evaluations == 5  # 33 steps: the last one evaluates too
-    config = tiny_config("baseline", samples=520, eval_pairs=16, eval_window=2, progress_pairs=4)
+    assert tiny_config("baseline", samples=528, eval_pairs=16).evaluations == 5  # 33 steps: the last one evaluates too
+    config = tiny_config("baseline", samples=528, eval_pairs=16, eval_window=2, progress_pairs=4)
     assert [config.evaluation_pairs(i) for i in range(5)] == [4, 4, 4, 16, 16]
     assert all(tiny_config("baseline", samples=512, eval_pairs=16).whole_evaluation(i) for i in range(4))  # no progress_pairs: all whole
 

@@ -37,7 +37,7 @@ from acai.training.config import ConfigError
 from acai.core.data import Capability, get_source, offers
 from acai.core.nets import dense, in_chunks, to_device
 from acai.training.progress import Tick
-from acai.training.run import CHECKPOINT, derived_seed, load_run
+from acai.training.run import CHECKPOINT, FAILED, derived_seed, load_run
 
 CLUSTER = "cluster.json"
 PROBE = "probe.json"
@@ -139,6 +139,7 @@ def run_probe(run_dir, progress: bool = False, protocol: str = "tandem", tick: T
     with the tandem probe's protocol; reuses run_dir/probe.json if made with the same options.
     `cached_only`: that cached result, or None; nothing is computed."""
     run_dir = Path(run_dir)
+    refuse_diverged(run_dir, "probe")
     options = {**_PROBE_DEFAULTS, **protocol_options(protocol), **probe_options,
                "checkpoint": ckpt.digest(checkpoint_of(run_dir))}
     # probe.json files written before the protocols existed were made with the tandem protocol.
@@ -182,6 +183,20 @@ def clustering_sets(run, seed: int, limit: int):
             encode_codes(run.model, test_x, generator, run.device), test_y)
 
 
+def refuse_diverged(run_dir, command: str) -> None:
+    """ConfigError for a run that diverged (failed.json): its checkpoint is the last good one, often
+    step 0's, and measuring or drawing it would pass untrained weights off as the run's result."""
+    path = Path(run_dir) / FAILED
+    if not path.exists():
+        return
+    failure = ckpt.read_json(path)
+    error = failure.get("error") if isinstance(failure, dict) else None
+    why = error.split(";")[0] if isinstance(error, str) and error else "its loss stopped being finite"
+    raise ConfigError(f"{run_dir} diverged ({why}), so acai {command} refuses it: its checkpoint is from before the "
+                      f"divergence, not a trained model; train it again into a new --out with a lower --lr (or "
+                      f"other --hp values)")
+
+
 def checkpoint_of(run_dir: Path) -> Path:
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
@@ -201,6 +216,7 @@ def cluster_run(run_dir, restarts: int = PAPER_RESTARTS, iterations: int = PAPER
     (files made before the codes were `encode`'s and the first 60,000 training images are recomputed).
     `cached_only`: that cached result, or None; nothing is computed."""
     run_dir = Path(run_dir)
+    refuse_diverged(run_dir, "cluster")
     settings = dict(restarts=restarts, iterations=iterations, seed=seed, clustered="model.encode",
                     train_images=CLUSTER_TRAIN_IMAGES, checkpoint=ckpt.digest(checkpoint_of(run_dir)))
     cached = ckpt.cached_json(run_dir / CLUSTER, settings)

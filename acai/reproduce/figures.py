@@ -161,6 +161,10 @@ def interpolation_figure(folders: dict[str, Path], pairs: int, path, mode: str =
     for model, folder in folders.items():
         run = load_run(folder)
         x, _ = run.source.test_set()
+        if len(x) < 2:
+            raise ConfigError(f"the test split of {run.config.data} has {len(x)} image{'s' if len(x) != 1 else ''}; "
+                              f"an interpolation needs 2 (its two ends)")
+        pairs = min(pairs, len(x) // 2)  # a small test split: fewer rows, never an image used twice
         chosen = torch.from_numpy(np.random.default_rng(0).permutation(len(x))[:2 * pairs])  # same for every model
         rows.append(interpolation_rows(run.model, x[chosen[:pairs]], x[chosen[pairs:]], mode=mode))
         labels += [model] + [""] * (pairs - 1)

@@ -365,7 +365,7 @@ def collect(spec: SweepSpec) -> tuple[dict, dict]:
     for run in spec.runs():
         folder = run.folder(spec.out)
         metrics = finished(run, spec.out)
-        failed = ckpt.read_json(folder / FAILED) if (folder / FAILED).exists() else None
+        failed = ckpt.read_json(folder / FAILED, {}) if (folder / FAILED).exists() else None
         if metrics is None and failed is None:
             raise ConfigError(f"{folder} has not finished; run the sweep to the end first (acai status "
                               f"{spec.out} shows what is missing)")
@@ -389,7 +389,8 @@ def write_sweep(spec: SweepSpec, units: list) -> None:
     """OUT/sweep.json: this sweep's spec and units, and the spec of every table written into OUT (the report
     shows each: table2 and table3 share their runs)."""
     path = spec.out / SWEEP
-    written = {**(ckpt.read_json(path).get("tables", {}) if path.exists() else {}), spec.table.name: spec.to_dict()}
+    previous = ckpt.read_json(path, {}).get("tables") if path.exists() else None
+    written = {**(previous if isinstance(previous, dict) else {}), spec.table.name: spec.to_dict()}
     ckpt.save_json(dict(spec=spec.to_dict(), units=[unit.id for unit in units], written=time.time(), tables=written),
                    path)
 
@@ -398,7 +399,16 @@ def read_sweep(out) -> SweepSpec:
     path = Path(out) / SWEEP
     if not path.exists():
         raise ConfigError(f"{out} holds no sweep ({SWEEP} is missing); start one with acai reproduce ... --out {out}")
-    return SweepSpec.from_dict(ckpt.read_json(path)["spec"])
+    try:
+        return SweepSpec.from_dict(ckpt.read_json(path, {"spec": dict})["spec"])
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as error:
+        # A sweep.json that parses but is not a spec (a key missing, a value of another kind): one line
+        # naming the file, whatever from_dict tripped on.
+        what = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        if str(path) in what:
+            raise
+        raise ConfigError(f"{path} is not a sweep that acai wrote ({what.splitlines()[0][:160]}); delete it and start "
+                          f"the sweep again with acai reproduce ... --out {out} (finished runs are reused)") from None
 
 
 def describe(spec: SweepSpec) -> str:

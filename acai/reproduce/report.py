@@ -19,6 +19,7 @@ import base64
 import html
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from acai.core.data import DataError
 from acai.core.models import MODELS
 from acai.reproduce import tables
 from acai.reproduce.plan import SWEEP, RunSpec, SweepSpec, describe, finished, pixel_units, read_sweep
-from acai.reproduce.status import run_state
+from acai.reproduce.status import run_state, samples_trained
 from acai.reproduce.tables import PAPER_PIXELS, TABLES, Cell, Measure, Table, paper_text
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError, TrainConfig
@@ -38,6 +39,13 @@ from acai.training.machine import source_commit
 from acai.training.run import CHECKPOINT, FAILED, LOG, METRICS
 
 REPORT = "report.html"
+# The page is written into the folder it reports: when that fails, the way on is not another --out.
+REMEDY = "make the folder writable, or copy it somewhere writable and run acai report on the copy"
+
+
+def esc(value) -> str:
+    """Any text from a path, a config or a file, for HTML text and attribute values alike (quotes too)."""
+    return html.escape(str(value), quote=True)
 DRAWN = "report-files"  # grids the sweep did not write, drawn for the report
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 FLAGGED = ("constant", "mean image", "collapsed")  # what an evaluation may find: a done run so flagged is marked
@@ -80,7 +88,8 @@ def table_specs(out: Path) -> list[SweepSpec]:
     """The sweep of sweep.json, then one spec per other TABLE.json in OUT: as sweep.json recorded it, or
     (a folder written before sweep.json kept every table's spec) the sweep's settings with its rows' runs."""
     spec = read_sweep(out)
-    stored = ckpt.read_json(out / SWEEP).get("tables", {})
+    stored = ckpt.read_json(out / SWEEP, {}).get("tables")
+    stored = stored if isinstance(stored, dict) else {}
     specs = [spec]
     for name, table in TABLES.items():
         path = out / f"{name}.json"
@@ -100,7 +109,7 @@ def table_specs(out: Path) -> list[SweepSpec]:
 def view(run: RunSpec, out: Path) -> RunView:
     state, samples, detail = run_state(run, out)
     folder = run.folder(out)
-    log = ckpt.read_json_lines(folder / LOG) if (folder / LOG).exists() else []
+    log = ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS) if (folder / LOG).exists() else []
     return RunView(run, folder, state, samples, detail, finished(run, out) if state == "done" else None, log,
                    (folder / FAILED).exists(), label=run.id)
 
@@ -168,8 +177,8 @@ def results_html(table: Table, blocks: dict, spec: SweepSpec | None) -> list[str
             row = "".join(cell_html(*cells[label][m.key], len(members), m.paper.get((data, dz), {}).get(model), m,
                                     best[m.key] == label) for m in table.measures)
             rates = [v.metrics["samples_per_second"] for v in members if v.metrics]
-            lines.append(f'<tr data-block="{data}-dz{dz}" data-model="{html.escape(label)}"><td class="l">{data}</td>'
-                         f'<td>{dz}</td><td class="l">{html.escape(label)}</td>{row}'
+            lines.append(f'<tr data-block="{esc(data)}-dz{esc(dz)}" data-model="{esc(label)}"><td class="l">'
+                         f'{esc(data)}</td><td>{esc(dz)}</td><td class="l">{esc(label)}</td>{row}'
                          f"<td>{f'{np.mean(rates):.0f}' if rates else '—'}</td></tr>")
     lines.append("</table>")
     return lines
@@ -177,7 +186,7 @@ def results_html(table: Table, blocks: dict, spec: SweepSpec | None) -> list[str
 
 def table_html(spec: SweepSpec, runs: dict[str, RunView]) -> str:
     table = spec.table
-    lines = [f'<h2 id="{table.name}">{html.escape(table.title)}</h2><p class="note">{html.escape(describe(spec))} '
+    lines = [f'<h2 id="{esc(table.name)}">{html.escape(table.title)}</h2><p class="note">{html.escape(describe(spec))} '
              f"{spec.seeds} seed{'s' if spec.seeds > 1 else ''} per model; mean ± std over the seeds whose value "
              f"is defined.</p>"]
     blocks = {(data, dz): {model: [runs[spec.run(data, dz, model, seed).id] for seed in range(spec.seeds)]
@@ -187,7 +196,7 @@ def table_html(spec: SweepSpec, runs: dict[str, RunView]) -> str:
     for unit in pixel_units(spec):
         result = unit.result()
         ours = f"{result['accuracy']:.2f} %" if result else "not measured"
-        lines.append(f'<p class="note">Dense layer on the raw pixels of {unit.data}: {ours} '
+        lines.append(f'<p class="note">Dense layer on the raw pixels of {esc(unit.data)}: {ours} '
                      f"(paper {PAPER_PIXELS.get(unit.data, math.nan):.2f} %).</p>")
     lines += [f'<p class="note">{html.escape(note)}</p>' for note in table.notes]
     return "\n".join(lines)
@@ -283,7 +292,7 @@ def chart(metric: str, runs: list[RunView], paper: dict, scale: float, by_run: b
         colour = (COLOURS[index % len(COLOURS)] if by_run else
                   COLOURS[models.index(v.run.model) % len(COLOURS)] if v.run.model in models else "#000")
         name = (v.label if by_run else f"{v.run.model} seed {v.run.seed}") + ("" if v.flag == "ok" else f" ({v.flag})")
-        out.append(f'<g class="series m-{v.run.model}" stroke="{colour}"><title>{html.escape(name)}</title>')
+        out.append(f'<g class="series m-{esc(v.run.model)}" stroke="{colour}"><title>{esc(name)}</title>')
         segment = []
         for x, y, _ in points + [(0, math.nan, "")]:  # a NaN (undefined) breaks the line
             if math.isfinite(y):
@@ -293,16 +302,17 @@ def chart(metric: str, runs: list[RunView], paper: dict, scale: float, by_run: b
                 segment = []
         for x, y, state in points:
             if math.isfinite(y):
-                bad, said = ("", "") if state == "ok" else (' class="bad"', f", {state}")
+                bad, said = ("", "") if state == "ok" else (' class="bad"', f", {esc(state)}")
                 out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"{bad}>'
                            f"<title>{html.escape(name)}: {x:,} samples, {y:.4g}{said}</title></circle>")
         out.append("</g>")
     for model, value in paper.items():
         colour = COLOURS[models.index(model) % len(COLOURS)]
         out.append(f'<line x1="{W - R}" x2="{W - R + 10}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" stroke="{colour}" '
-                   f'stroke-width="3"><title>paper, {model}: {value:g}</title></line>')
+                   f'stroke-width="3"><title>paper, {esc(model)}: {value:g}</title></line>')
     out.append("</svg>")
-    legend = "".join(f'<span class="m-{m}"><b style="color:{COLOURS[models.index(m) % len(COLOURS)]}">■</b> {m}</span>'
+    legend = "".join(f'<span class="m-{esc(m)}"><b style="color:{COLOURS[models.index(m) % len(COLOURS)]}">■</b> '
+                     f'{esc(m)}</span>'
                      for m in dict.fromkeys(v.run.model for v, _ in series) if m in models)
     if by_run:
         legend = "".join(f'<span><b style="color:{COLOURS[i % len(COLOURS)]}">■</b> {html.escape(v.label)}</span>'
@@ -347,9 +357,9 @@ def runs_html(runs: list[RunView]) -> str:
         rate = f"{m['samples_per_second']:.0f}" if "samples_per_second" in m else "—"
         budget = v.run.config.steps * v.run.config.batch
         rows.append(f'<tr data-run="{html.escape(v.label)}" class="{css}"><td class="l n">{html.escape(v.label)}</td>'
-                    f'<td class="l">{html.escape(state)}</td><td>{v.run.seed}</td>'
+                    f'<td class="l">{html.escape(state)}</td><td>{esc(v.run.seed)}</td>'
                     f'<td class="n">{v.samples:,} of {budget:,}</td><td class="n">{wall}</td><td>{rate}</td>'
-                    f'<td class="l">{html.escape(source)}</td><td class="l">{m.get("torch_version", "—")}</td>'
+                    f'<td class="l">{html.escape(source)}</td><td class="l">{esc(m.get("torch_version", "—"))}</td>'
                     f'<td class="l">{html.escape(m.get("device_name", m.get("device", "—")))}</td>'
                     f'<td class="l"><details><summary>show</summary><pre>{html.escape(config)}</pre></details></td></tr>')
     return "\n".join(rows + ["</table>"])
@@ -359,6 +369,9 @@ def write_report(out) -> Path:
     """Build OUT/report.html from the folder alone -> its path. OUT is a reproduction (`acai reproduce`:
     OUT/sweep.json), one run (`acai train`: OUT/checkpoint.pt) or a folder that holds runs."""
     out = Path(out)
+    if out.is_dir() and not os.access(out, os.W_OK):  # before anything is read or drawn
+        raise ConfigError(f"{out} is not writable, and acai report writes {REPORT} into the folder it reports; "
+                          f"{REMEDY}")
     if (out / SWEEP).exists():
         return sweep_report(out)
     folders = run_folders(out)
@@ -371,17 +384,17 @@ def write_report(out) -> Path:
 def page(out: Path, title: str, summary: str, counts: dict, sections: list[str]) -> Path:
     """OUT/report.html around `sections`, with what wrote it and a banner if a run is unfinished or flagged."""
     banner = "" if set(counts) <= {"ok"} else (
-        f'<p class="banner">Not every run is finished and unflagged ({summary}): the cells and the list of '
+        f'<p class="banner">Not every run is finished and unflagged ({esc(summary)}): the cells and the list of '
         f"runs name them.</p>")
     commit, dirty = source_commit()
     hover = "".join(f"figure.chart:has(.m-{m}:hover) .series:not(.m-{m}){{opacity:.12}}" for m in MODELS)
     text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>acai report: {html.escape(str(out))}'
             f"</title><style>{CSS}{hover}</style></head><body><h1>acai report</h1>"
-            f'<p class="note">{html.escape(str(out.resolve()))}: {html.escape(title)} ({summary}). Written '
+            f'<p class="note">{html.escape(str(out.resolve()))}: {html.escape(title)} ({esc(summary)}). Written '
             f"{time.strftime('%Y-%m-%d %H:%M')} by acai {__version__}"
             f"{f', commit {commit[:10]}' if commit else ''}{' + uncommitted changes' if dirty else ''}.</p>{banner}"
             + "\n".join(sections) + "</body></html>\n")
-    ckpt.save_bytes(text.encode(), out / REPORT)
+    ckpt.save_bytes(text.encode(), out / REPORT, remedy=REMEDY)
     return out / REPORT
 
 
@@ -405,7 +418,8 @@ def sweep_report(out: Path) -> Path:
     pngs = sorted(out.glob("*.png")) + sorted((out / "figures").glob("*.png"))
     sections = [table_html(spec, runs) for spec in specs if spec.table.measures]
     for (data, dz), (spec, members) in blocks.items():
-        sections.append(f'<h2 id="{data}-dz{dz}">{data}, d_z = {dz}</h2><h3>Interpolations and samples</h3>'
+        sections.append(f'<h2 id="{esc(data)}-dz{esc(dz)}">{esc(data)}, d_z = {esc(dz)}</h2><h3>Interpolations and '
+                        f'samples</h3>'
                         f"{block_figures(spec, data, dz, members, pngs)}<h3>Learning curves</h3>"
                         f"{curves(data, dz, members)}")
     sections.append(f'<h2 id="runs">Runs</h2>{runs_html(list(runs.values()))}')
@@ -431,21 +445,22 @@ def run_folders(out: Path, depth: int = 3) -> list[Path]:
 
 def folder_view(folder: Path, out: Path) -> RunView:
     """A run folder of `acai train` as the report shows it (its id: the folder's path below OUT)."""
-    saved = ckpt.load_torch(folder / CHECKPOINT) if (folder / CHECKPOINT).exists() else ckpt.read_json(folder / METRICS)
+    saved = (ckpt.load_torch(folder / CHECKPOINT) if (folder / CHECKPOINT).exists() else
+             ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS))
     config = TrainConfig.from_dict(saved["config"])
     label = folder.name if folder == out else folder.relative_to(out).as_posix()
     run = RunSpec(config.data, config.arch(colors=1).dz, config.model, config.seed, config)
-    log = ckpt.read_json_lines(folder / LOG) if (folder / LOG).exists() else []
+    log = ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS) if (folder / LOG).exists() else []
     metrics = None
     if ckpt.is_locked(folder):
         state = "running"
     elif (folder / FAILED).exists():
         state = "failed"
     elif (folder / METRICS).exists():
-        state, metrics = "done", ckpt.read_json(folder / METRICS)
+        state, metrics = "done", ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS)
     else:
         state = "resumable"
-    samples = metrics["samples"] if metrics else (log[-1]["samples"] if log else 0)
+    samples = metrics["samples"] if metrics else samples_trained(folder, config.batch)
     return RunView(run, folder, state, samples, "", metrics, log, (folder / FAILED).exists(), label=label)
 
 
@@ -490,11 +505,11 @@ def runs_report(out: Path, folders: list[Path]) -> Path:
                 f"defined and unflagged.</p>"] + results_html(table, blocks, None)
     for (data, dz), by_label in blocks.items():
         members = [v for views_of in by_label.values() for v in views_of]
-        sections.append(f'<h2 id="{data}-dz{dz}">Learning curves: {data}, d_z = {dz}</h2>'
+        sections.append(f'<h2 id="{esc(data)}-dz{esc(dz)}">Learning curves: {esc(data)}, d_z = {esc(dz)}</h2>'
                         f"{curves(data, dz, members, by_run=True)}")
     for v in views:
-        sections.append(f'<h2 id="{html.escape(v.label)}">{html.escape(v.label)}: {v.run.model} on {v.run.data}, '
-                        f"d_z = {v.run.dz}, seed {v.run.seed}</h2>{grid_of(v, out)}")
+        sections.append(f'<h2 id="{esc(v.label)}">{esc(v.label)}: {esc(v.run.model)} on {esc(v.run.data)}, '
+                        f"d_z = {esc(v.run.dz)}, seed {esc(v.run.seed)}</h2>{grid_of(v, out)}")
     sections.append(f'<h2 id="runs">Runs</h2>{runs_html(views)}')
     counts, summary = tally(views)
     what = views[0].label if len(views) == 1 and folders[0] == out else f"{len(views)} runs"

@@ -19,14 +19,21 @@ from acai.reproduce.plan import finished, read_sweep
 from acai.training.run import CHECKPOINT, FAILED, samples_logged
 
 
+def samples_trained(folder, batch: int) -> int:
+    """Samples of a run's last checkpoint: a run saves every few minutes between its evaluations, so the
+    log alone (the last evaluation's samples) can say 0 for a run that has trained for an hour."""
+    step = ckpt.saved_step(Path(folder) / CHECKPOINT)
+    return max(step * batch if step is not None else 0, samples_logged(folder))
+
+
 def run_state(run, out) -> tuple[str, int, str]:
     """-> (state, samples done, detail) of one run of a sweep."""
     folder = run.folder(out)
     budget = run.config.steps * run.config.batch
     if ckpt.is_locked(folder):
-        return "running", samples_logged(folder), ""
+        return "running", samples_trained(folder, run.config.batch), ""
     if (folder / FAILED).exists():
-        failure = ckpt.read_json(folder / FAILED)
+        failure = ckpt.read_json(folder / FAILED, {})
         return "failed", failure.get("step", 0) * run.config.batch, failure.get("error", "")
     try:
         metrics = finished(run, out)
@@ -36,7 +43,7 @@ def run_state(run, out) -> tuple[str, int, str]:
         state = metrics.get("state", "ok")
         return "done", metrics["samples"], "" if state == "ok" else state
     if (folder / CHECKPOINT).exists():
-        return "resumable", samples_logged(folder), f"of {budget:,}"
+        return "resumable", samples_trained(folder, run.config.batch), f"of {budget:,}"
     return "not started", 0, f"of {budget:,}"
 
 

@@ -28,18 +28,22 @@ _CAUSES = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno
            errno.EEXIST: "a part of the path is a file, not a folder"}
 
 
-def _write_error(path: Path, error: OSError) -> ConfigError:
-    """One line naming the file and the cause (ENOSPC...), and what is left."""
+# What to do when a write fails, for the commands that write where --out says (train, reproduce).
+OUT_REMEDY = "free space or choose another --out, then rerun (a run continues with --resume)"
+
+
+def _write_error(path: Path, error: OSError, remedy: str = OUT_REMEDY) -> ConfigError:
+    """One line naming the file and the cause (ENOSPC...), what is left, and `remedy`."""
     cause = _CAUSES.get(error.errno, error.strerror or type(error).__name__)
     code = errno.errorcode.get(error.errno, "")
     kept = f"; the previous {path.name} is intact" if path.exists() else ""
-    return ConfigError(f"cannot write {path}: {cause}{f' ({code})' if code else ''}{kept}; free space or "
-                       f"choose another --out, then rerun (a run continues with --resume)")
+    return ConfigError(f"cannot write {path}: {cause}{f' ({code})' if code else ''}{kept}; {remedy}")
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write, remedy: str = OUT_REMEDY) -> None:
     """Write `path` through a temp file in its folder, renamed over it once complete: a reader or a
-    killed writer never sees half a file. A failure (disk full...) is a one-line ConfigError."""
+    killed writer never sees half a file. A failure (disk full...) is a one-line ConfigError that
+    ends with `remedy`, what the command that writes can do about it."""
     path = Path(path)
     tmp = None
     try:
@@ -54,7 +58,7 @@ def _atomic(path: Path, write) -> None:
     except OSError as error:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise _write_error(path, error) from None
+        raise _write_error(path, error, remedy) from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -73,8 +77,8 @@ def save_json(obj, path) -> None:
     _atomic(path, lambda handle: handle.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
 
 
-def save_bytes(data: bytes, path) -> None:
-    _atomic(path, lambda handle: handle.write(data))
+def save_bytes(data: bytes, path, remedy: str = OUT_REMEDY) -> None:
+    _atomic(path, lambda handle: handle.write(data), remedy)
 
 
 def load_torch(path):
@@ -90,26 +94,85 @@ def load_torch(path):
                           f"again, or restore it from a copy") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise ConfigError(f"{path} is not an acai checkpoint; delete it and train again")
+    # What every reader of a checkpoint takes from it (training.run.Run.load_state_dict, acai status): a
+    # file that unpickles but lacks one is as unusable as a truncated one, and says so in one line.
+    wrong = _misfits(state, CHECKPOINT_KEYS)
+    if wrong:
+        raise ConfigError(f"{path} is not a whole acai checkpoint ({wrong}); delete it and train again, or "
+                          f"restore it from a copy")
     return state
 
 
-def read_json(path):
-    """A JSON file, or a one-line ConfigError naming it if it is unreadable or damaged."""
+# The keys that readers take from each file of a run folder, and the type of each (training/run.py
+# writes them all): a checkpoint (Run.state_dict), metrics.json (`finish`) and each line of log.jsonl.
+CHECKPOINT_KEYS = {"config": dict, "model": dict, "optimizers": dict, "step": int, "history": list}
+METRICS_KEYS = {"config": dict, "samples": int, "seconds": (int, float), "samples_per_second": (int, float)}
+LOG_KEYS = {"samples": int}
+
+
+def _misfits(value, keys: dict) -> str:
+    """'' if `value` is an object holding each of `keys` with its type, else what is wrong, in words."""
+    if not isinstance(value, dict):
+        return f"it holds {type(value).__name__ if value is not None else 'null'}, not an object"
+    for key, kind in keys.items():
+        if key not in value:
+            return f"it has no {key!r}"
+        # bool is an int to Python, never a count to acai
+        if not isinstance(value[key], kind) or isinstance(value[key], bool):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            return f"its {key!r} is {type(value[key]).__name__}, not {names}"
+    return ""
+
+
+def saved_step(path) -> int | None:
+    """The step of the checkpoint at `path`, its tensors left on disk (memory-mapped, never read), or None
+    if it is missing or unreadable: cheap enough for `acai status` to ask every run of a sweep."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # missing, being replaced, damaged: the caller falls back on the log
+        return None
+    step = state.get("step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def read_json(path, keys: dict | None = None):
+    """A JSON file, or a one-line ConfigError naming it if it is unreadable or damaged. With `keys`
+    ({name: type}) it must hold an object with each of them, of that type: a file that parses but
+    has another shape (`[]`, a missing key) is refused in the same one line, not as a TypeError later."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{path} is unreadable or damaged ({type(error).__name__}); delete it (it is "
                           f"rewritten when its run or measurement is redone)") from None
+    wrong = _misfits(value, keys) if keys is not None else ""
+    if wrong:
+        raise ConfigError(f"{path} is not what acai writes there ({wrong}); delete it (it is rewritten when its "
+                          f"run or measurement is redone)")
+    return value
 
 
-def read_json_lines(path) -> list:
+def read_json_lines(path, keys: dict | None = None) -> list:
+    """The objects of a JSON-lines file (log.jsonl), each with `keys` ({name: type}) if given."""
     path = Path(path)
     try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        values = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        wrong = next((f"line {n}: {why}" for n, value in enumerate(values, 1)
+                      if (why := _misfits(value, keys if keys is not None else {}))), "")
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"{path} is unreadable or damaged ({type(error).__name__}); delete the run folder "
-                          f"{path.parent} and train it again") from None
+        wrong = type(error).__name__
+    if wrong:
+        # A run's log.jsonl is rewritten from its checkpoint, which holds the same history: with the
+        # checkpoint whole, the run needs only a resume, not to be trained again.
+        remedy = (f"its run's {CHECKPOINT_NAME} holds the same history: delete {path.name} and metrics.json, then "
+                  f"continue the run with --resume (acai reproduce: run it again), which rewrites both"
+                  if (path.parent / CHECKPOINT_NAME).exists() else
+                  f"delete the run folder {path.parent} and train it again")
+        raise ConfigError(f"{path} is unreadable or damaged ({wrong}); {remedy}") from None
+    return values
+
+
+CHECKPOINT_NAME = "checkpoint.pt"  # training.run.CHECKPOINT, which imports this module
 
 
 def cached_json(path, settings: dict, absent: dict | None = None) -> dict | None:
@@ -153,8 +216,10 @@ def folder_lock(folder):
 
     An flock on folder/.lock: the kernel releases it when the holder dies, so a
     killed run never blocks the next one. Holding it, the temp files that a killed
-    writer left behind are removed."""
+    writer left behind are removed. The folders it made are removed again if nothing
+    was written into them (a bad --data or --device found after the lock was taken)."""
     folder = Path(folder)
+    made = [parent for parent in (folder, *folder.parents) if not parent.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -190,6 +255,11 @@ def folder_lock(folder):
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+        for made_here in made:
+            try:
+                made_here.rmdir()  # only if empty: another writer's files, or ours, stay
+            except OSError:
+                break
 
 
 def is_locked(folder) -> bool:

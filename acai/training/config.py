@@ -20,6 +20,9 @@ DATA_ARCH = {
 FOLDER_ARCH = Arch(scales=3, depth=64, latent=2, colors=3)
 FOLDER_PREFIX = "folder:"
 MAX_SCALES = 5  # 32 >> 5 = 1: a 1x1 latent grid
+# The largest seed that every generator a run seeds from it accepts: torch's manual_seed takes at most
+# 2^64 - 1, numpy's SeedSequence no negative number, and a stack of K seeds uses seed .. seed + K - 1.
+MAX_SEED = 2**63 - 1
 # The release trained its VQ-VAE on lines with a 4x4 latent (scales 3, d_z 256). Keyed by the base
 # model: BASE+acai trains on BASE's architecture, so each pair differs by the regulariser only.
 MODEL_ARCH_OVERRIDES = {("lines", "vqvae"): {"scales": 3}}
@@ -75,6 +78,17 @@ class TrainConfig:
         for name in ("samples", "batch", "eval_every", "eval_window", "eval_pairs", "progress_pairs"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be a whole number from 0 to 2^63 - 1, got {self.seed!r}; e.g. --seed 0")
+        # A run trains whole batches, so a budget between two multiples of the batch would train (and
+        # report) more samples than it names, and a batch above the budget many times more.
+        if self.batch > self.samples:
+            raise ConfigError(f"batch={self.batch:,} is larger than samples={self.samples:,}: a run trains whole "
+                              f"batches; use a batch of at most {self.samples:,}, or more samples")
+        if self.samples % self.batch:
+            low, high = self.samples // self.batch * self.batch, -(-self.samples // self.batch) * self.batch
+            raise ConfigError(f"samples={self.samples:,} is not a whole number of batches of {self.batch}: a run "
+                              f"trains whole batches; use --samples {low:,} or {high:,}")
         # `not x > 0` also catches NaN, which passes every comparison's negation.
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr}; e.g. --lr 1e-4 (the paper's)")
@@ -108,6 +122,9 @@ class TrainConfig:
             self.data = FOLDER_PREFIX + str(Path(self.data[len(FOLDER_PREFIX):]).expanduser().resolve())
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use {' or '.join(PRECISIONS)}")
+        # The architecture must fit (a d_z that fills the latent grid) when the run is planned, not when
+        # it is built: a sweep checks every run this way before the first one trains.
+        self.arch(colors=1)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

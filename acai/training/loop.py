@@ -15,6 +15,7 @@ acai/training/signals.py's.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from contextlib import ExitStack
@@ -25,14 +26,45 @@ from typing import Callable, Protocol
 import torch
 
 from acai.training import checkpoint as ckpt
-from acai.training.config import BFLOAT16_CHECKED, ConfigError, TrainConfig
+from acai.training.config import BFLOAT16_CHECKED, FOLDER_PREFIX, ConfigError, TrainConfig
 from acai.measures.evaluations import worst_state
 from acai.core.nets import to_device
 from acai.training.progress import Display, Progress, Silent
 from acai.training.machine import check_room, keep_freed_memory, native_bfloat16, resolve_device
-from acai.training.run import CHECKPOINT, FAILED, LOSS_EVERY, Run, RunFailed, evaluate, finish, open_run, save_checkpoint, train_step
-from acai.training.signals import Interrupted, stop_requests
+from acai.training.run import (CHECKPOINT, CLOCK, FAILED, LOG, LOSS_EVERY, METRICS, Run, RunFailed, evaluate, finish,
+                               open_run, save_checkpoint, save_logs, train_step)
+from acai.training.signals import Interrupted, StoppedUnsaved, stop_requests
 from acai.training.stacked import StackedStepper, check_stackable
+
+# What a run leaves in its folder besides its checkpoint: its results, its logs, and what was measured or
+# drawn from it (acai/measures/represent.py's probe.json and cluster.json, `acai report`'s page of it).
+# metrics.json first: it is what marks a run as done.
+RUN_FILES = (METRICS, FAILED, LOG, CLOCK, "probe.json", "cluster.json", "report.html")
+RUN_FOLDERS = ("tensorboard", "report-files")
+
+
+def clear_previous_run(out: Path) -> None:
+    """Remove what an earlier run left in `out` (its checkpoint deleted, or never written), before a fresh
+    run writes its step-0 checkpoint there: a folder's files belong to one run, so a fresh run killed early
+    is never shown as done with the earlier run's metrics, nor measured with its caches."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def check_source(run: Run) -> None:
+    """ConfigError now, not in the report after the training, for a data set with too few test images
+    to draw one interpolation (two ends): a folder of a few images, whose test split is a tenth of them."""
+    splits = getattr(run.source, "splits", None)
+    count = None if splits is None else len(splits.test_images)
+    if count is not None and count < 2:
+        total = count + len(splits.train_images)
+        hint = ("add images to the folder (15 or more give 2 test images)" if run.config.data.startswith(FOLDER_PREFIX)
+                else "give the data set at least 2 test images")
+        raise ConfigError(f"{run.config.data} has {total} image{'s' if total != 1 else ''}, of which {count} in its "
+                          f"test split: interpolations and the report need at least 2 test images; {hint}")
+
 
 class Stepper(Protocol):
     """Advances a stack of runs by one training step each."""
@@ -172,6 +204,9 @@ def run_loop(stepper: Stepper, outs: list[Path], until: int, progress: Progress,
                 if requested:
                     save(time.perf_counter())
                     raise Interrupted(requested[0])
+    except StoppedUnsaved as stop:  # a second Ctrl-C: what the folders hold is the last save's
+        stop.step, stop.samples = saved_step, saved_step * cfg.batch
+        raise
     finally:
         progress.close()
 
@@ -197,11 +232,20 @@ def train(configs: list[TrainConfig], outs: list, resume: bool = False, progress
     with ExitStack() as held:
         for out in outs:
             held.enter_context(ckpt.folder_lock(out))  # one writer per run folder
+        resumed = [resume and (out / CHECKPOINT).exists() for out in outs]
         runs = [open_run(config, out, resume) for config, out in zip(configs, outs)]
-        for run, out in zip(runs, outs):
+        for run in runs:
+            check_source(run)
+        for run, out, loaded in zip(runs, outs, resumed):
+            if not loaded:
+                clear_previous_run(out)
+            elif run.step < run.config.steps:  # resumed to a larger budget: not done until it reaches it
+                (out / METRICS).unlink(missing_ok=True)
             (out / FAILED).unlink(missing_ok=True)
             if run.step == 0:
                 save_checkpoint(run, out)  # an unwritable or full folder fails now, not after the training
+            elif loaded:
+                save_logs(run, out)  # from the checkpoint: a log.jsonl deleted (or damaged) is whole again
             check_room(run, out / CHECKPOINT)
             warn_precision(run.config)
         if hooks.before_training is not None:

@@ -235,10 +235,10 @@ def finished_run(folder, config: TrainConfig) -> dict | None:
     folder = Path(folder)
     if not (folder / METRICS).exists():
         return None
-    metrics = ckpt.read_json(folder / METRICS)
+    metrics = ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS)
     if TrainConfig.from_dict(metrics["config"]).trained_fields() != config.trained_fields():
         raise ConfigError(f"{folder} holds a finished run with other settings; use another --out or delete it")
-    return {**metrics, **summarise(ckpt.read_json_lines(folder / LOG), config.eval_window)}
+    return {**metrics, **summarise(ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS), config.eval_window)}
 
 
 def samples_logged(folder) -> int:
@@ -252,6 +252,11 @@ def samples_logged(folder) -> int:
 
 def save_checkpoint(run: Run, out: Path) -> None:
     ckpt.save_torch(run.state_dict(), out / CHECKPOINT)
+    save_logs(run, out)
+
+
+def save_logs(run: Run, out: Path) -> None:
+    """log.jsonl and clock.jsonl from the run's history and clock, which its checkpoint holds too."""
     ckpt.save_bytes("".join(json.dumps(h) + "\n" for h in run.history).encode(), out / LOG)
     ckpt.save_bytes("".join(json.dumps(c) + "\n" for c in run.clock).encode(), out / CLOCK)
 
@@ -285,7 +290,13 @@ def load_run(out: Path, config: TrainConfig | None = None, device: str | None = 
     elif saved.device != "cpu" and not torch.cuda.is_available():
         saved.device = "cpu"
     run = build_run(saved)
-    run.load_state_dict(state)
+    try:
+        run.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:  # weights of another architecture or model
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch's first mismatch
+        raise ConfigError(f"{path}: its weights do not fit its own config ({detail[:200]}); delete it and train "
+                          f"again, or restore it from a copy") from None
     return run
 
 

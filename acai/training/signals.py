@@ -21,6 +21,17 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class StoppedUnsaved(KeyboardInterrupt):
+    """Training stopped at once on a second Ctrl-C, without saving; the loop fills in the step (and
+    samples) of the last checkpoint it saved, which is what the folder holds."""
+
+    def __init__(self):
+        super().__init__("SIGINT")
+        self.signum = signal.SIGINT
+        self.step: int | None = None
+        self.samples: int | None = None
+
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)  # Ctrl-C; a scheduler's kill; SLURM's warning
 
 
@@ -34,7 +45,7 @@ def stop_requests():
 
     def handler(signum, frame):
         if signum == signal.SIGINT and signal.SIGINT in requested:
-            raise KeyboardInterrupt
+            raise StoppedUnsaved
         requested.append(signum)
 
     try:

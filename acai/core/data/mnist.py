@@ -66,6 +66,24 @@ def read_idx(path: Path) -> np.ndarray:
     return parse_idx(_file_bytes(Path(path)), path)
 
 
+def _counterpart(name: str) -> str:
+    """The same kind of file of the other split: train-images-idx3-ubyte <-> t10k-images-idx3-ubyte."""
+    prefix, _, rest = name.partition("-")
+    return f"{'t10k' if prefix == 'train' else 'train'}-{rest}"
+
+
+def _swapped(path: Path, name: str, count: int | None = None) -> DataError:
+    """The files of the two splits under each other's names: known by the other file's MD5, or (`count`)
+    by holding as many items as the other split and more than this one."""
+    split, other = ("test", "train") if name.startswith("t10k") else ("train", "test")
+    kind = "images" if "images" in name else "labels"
+    what = (f"holds MNIST's {other} {kind}, not its {split} {kind}" if count is None else
+            f"holds {count:,} {kind}, as many as MNIST's {other} split, where its {split} split has "
+            f"{FILES[name][0][0]:,}")
+    return DataError(f"{path} {what}: the train and test files are swapped (train-* hold the 60,000 training "
+                     f"images, t10k-* the 10,000 test images); rename them")
+
+
 def _read_official(path: Path, name: str) -> np.ndarray:
     data = _file_bytes(path)
     array = parse_idx(data, path)
@@ -73,9 +91,19 @@ def _read_official(path: Path, name: str) -> np.ndarray:
     if array.shape[1:] != shape[1:]:
         raise DataError(f"{path}: expected items of shape {shape[1:]}, got {array.shape[1:]}")
     # A file of the official size must be the official file (cheap: ~0.1 s for
-    # all four); smaller ones (test fixtures, subsets) are taken as they are.
+    # all four); smaller ones (test fixtures, subsets) are taken as they are,
+    # unless they are the other split's official file, or hold more than the split has.
+    other_shape, other_md5 = FILES[_counterpart(name)]
     if array.shape == shape:
         check_md5(path, official_md5, md5_bytes(data), what="MD5 of the uncompressed data")
+    elif array.shape == other_shape and md5_bytes(data) == other_md5:
+        raise _swapped(path, name)
+    if len(array) > shape[0]:
+        if len(array) == other_shape[0]:
+            raise _swapped(path, name, len(array))
+        split = "test" if name.startswith("t10k") else "train"
+        raise DataError(f"{path}: {len(array):,} items, but MNIST's {split} split has {shape[0]:,}; use the "
+                        f"official files (or a subset of each)")
     return array
 
 

@@ -43,6 +43,7 @@ that had a field of one of these names would be a ModelDefinitionError.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -271,5 +272,74 @@ def regularize(encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, .
     module: images -> (B, ...) scores, averaged per image. lam, gamma: λ of eq. 2, γ of eq. 1
     (the release's 0.5, 0.2). The critic's weights are drawn from `generator` (None: torch's global one).
     """
-    critic = critic if critic is not None else image_critic(tuple(image_shape), critic_depth, generator=generator)
-    return Regularized(encoder, decoder, Regularizer(critic, lam, gamma))
+    ACAIHparams(lam=lam, gamma=gamma, critic_depth=critic_depth)  # the ranges `--hp` has: a ConfigError otherwise
+    if not (isinstance(image_shape, (tuple, list)) and image_shape
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in image_shape)):
+        raise ValueError(f"image_shape must be the shape of one image, e.g. (1, 32, 32) (channels, height, width), "
+                         f"got {image_shape!r}")
+    image_shape = tuple(image_shape)
+    critic = critic if critic is not None else image_critic(image_shape, critic_depth, generator=generator)
+    model = Regularized(encoder, decoder, Regularizer(critic, lam, gamma))
+    check_fit(model, image_shape)
+    return model
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
+
+
+def _placement(*modules: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where the first floating-point weight of `modules` lives (the CPU in float32 if they have none)."""
+    for module in modules:
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            if tensor.is_floating_point():
+                return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+@torch.no_grad()
+def check_fit(model: Regularized, image_shape: tuple[int, ...]) -> None:
+    """Two blank images through the encoder, the decoder and the critic, once, so that a wrong
+    `image_shape` or a pair that does not fit fails now with a ValueError saying which part does not
+    fit what, not with a raw shape error at the first training step. In eval mode (no batch-norm
+    statistics move) and with the random state forked: the check changes nothing of the model's or of
+    the caller's random numbers."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            device, dtype = _placement(model.encoder, model.decoder)
+            x = torch.zeros(2, *image_shape, device=device, dtype=dtype)
+            try:
+                code = model.encoder(x)
+            except Exception as error:
+                raise ValueError(f"the encoder does not take images of image_shape {image_shape} (a batch of shape "
+                                 f"{tuple(x.shape)}): {_first_line(error)}; pass as image_shape the shape of one "
+                                 f"image the encoder reads") from None
+            if not isinstance(code, torch.Tensor) or code.dim() < 1 or len(code) != len(x):
+                got = tuple(code.shape) if isinstance(code, torch.Tensor) else type(code).__name__
+                raise ValueError(f"the encoder must return a tensor with one code per image; for a batch of shape "
+                                 f"{tuple(x.shape)} it returned {got}")
+            try:
+                out = model.decoder(code)
+            except Exception as error:
+                raise ValueError(f"the decoder does not take the encoder's codes (shape {tuple(code.shape[1:])} per "
+                                 f"image): {_first_line(error)}; the decoder must read what the encoder "
+                                 f"returns") from None
+            got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+            if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), *image_shape):
+                raise ValueError(f"the decoder returns images of shape {got}, but image_shape is {image_shape}: "
+                                 f"it must give back images of the shape the encoder reads")
+            critic_device, critic_dtype = _placement(model.critic)
+            try:
+                score = model.regularizer.critique(out.to(critic_device, critic_dtype))
+            except Exception as error:
+                raise ValueError(f"the critic does not take images of image_shape {image_shape}: "
+                                 f"{_first_line(error)}") from None
+            if score.dim() != 1 or len(score) != len(x):
+                raise ValueError(f"the critic must give one score per image (averaged over any other axes); for "
+                                 f"{len(x)} images it gave shape {tuple(score.shape)}")
+    finally:
+        for module, training in modes:
+            module.training = training
