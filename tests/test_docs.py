@@ -80,3 +80,33 @@ def test_no_tracked_file_speaks_of_how_the_project_was_made():
             if HISTORY.search(line) and not (name.startswith("tests/") and TEST_NAMES.search(line)):
                 found.append(f"{name}:{number}: {line.strip()[:100]}")
     assert not found, "history in tracked files:\n" + "\n".join(found)
+
+
+# A test as docs/robustness.md names it: tests/test_robust.py::test_a_second_writer_is_refused...
+NAMED_TEST = re.compile(r"\btests/(test_\w+\.py)::(test_\w+)")
+
+
+def defined_tests(path: Path) -> set[str]:
+    """The test functions a test file defines at its top level (parametrized ones by their own name)."""
+    import ast
+
+    return {node.name for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+
+
+def test_every_test_named_in_robustness_exists_and_every_case_names_one():
+    text = (ROOT / "docs" / "robustness.md").read_text()
+    named = NAMED_TEST.findall(text)
+    assert len(named) >= 60, "docs/robustness.md names too few tests: the pattern is broken"
+    missing = [f"tests/{file}::{test}" for file, test in named
+               if not (ROOT / "tests" / file).exists() or test not in defined_tests(ROOT / "tests" / file)]
+    assert not missing, f"docs/robustness.md names tests that do not exist: {missing}"
+    cases = [line for line in text.split("## The cases", 1)[1].splitlines()
+             if re.match(r"\| \d+ \| ", line)]  # a row of a table of cases
+    assert len(cases) >= 60 and not [line[:80] for line in cases if not NAMED_TEST.search(line.split(" | ")[-1])]
+
+
+def test_a_renamed_test_is_caught():
+    """The check above would fail on a page naming a test that is not there."""
+    tests = defined_tests(ROOT / "tests" / "test_robust.py")
+    assert "test_interpolate_needs_two_steps" in tests and "test_interpolate_needs_three_steps" not in tests
