@@ -15,6 +15,7 @@ try:  # torch takes seconds to load, and `acai` imports this module first: Ctrl-
 
     from acai.core.data import Capability, DataError, offers
     from acai.core.models import MODELS, NAMES
+    from acai.core.nets import INITS
     from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS
     from acai.reproduce.plan import STACK
     from acai.reproduce.presets import PRESETS, RECIPES
@@ -92,7 +93,7 @@ class Estimate:
 def train_config(args) -> TrainConfig:
     """`acai train`'s run: the recipe's fields for the model (--recipe), then every flag given."""
     recipe = RECIPES[args.recipe].values(args.model)
-    given = {name: getattr(args, name) for name in ("batch", "lr", "lr_warmup", "lr_decay", "lr_decay_over")
+    given = {name: getattr(args, name) for name in ("batch", "lr", "lr_warmup", "lr_decay", "lr_decay_over", "init")
              if getattr(args, name) is not None}
     hparams = {**recipe.pop("hparams", {}), **parse_hparams(args.hp)}
     return TrainConfig(model=args.model, data=args.data, samples=args.samples or PAPER.samples, seed=args.seed,
@@ -208,12 +209,13 @@ def reproduce_spec(args):
     preset = PRESETS[args.preset]
     suffix = ("" if args.precision == "preset" else f"-{args.precision}") + (
         "-paper-recipe" if args.recipe == "paper" and args.preset != "paper" else "") + (
-        "" if args.lr is None else f"-lr{args.lr:g}")
+        "" if args.lr is None else f"-lr{args.lr:g}") + ("" if args.init is None else f"-init-{args.init}")
     return SweepSpec(what=args.what, out=args.out or f"results/{args.what}-{args.preset}{suffix}", preset=preset,
                      seeds=args.seeds or preset.seeds, models=tuple(args.models or MODELS),
                      datasets=tuple(args.datasets or ()), latents=tuple(args.latents or ()), device=args.device,
                      precision=args.precision, recipe=args.recipe, data_dir=args.data_dir, stack=args.stack,
-                     overrides={} if args.lr is None else {"lr": args.lr}, probe_samples=args.probe_samples,
+                     overrides={name: getattr(args, name) for name in ("lr", "init") if getattr(args, name) is not None},
+                     probe_samples=args.probe_samples,
                      restarts=args.restarts, iterations=args.iterations)
 
 
@@ -368,6 +370,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay-over", type=positive_int, default=None,
                    help="samples over which the cosine falls to 0 (default: the run's); more than --samples "
                         "stops part of the way down")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help=f"the convolutions' initial scale: release (the paper's, N(0, 1/(1.04·fan_in))) or he "
+                        f"(twice that variance: no mean-image plateau); default: the recipe's (paper: {PAPER.init})")
     p.add_argument("--seed", type=seed_int, default=PAPER.seed)
     p.add_argument("--eval-every", type=positive_int, default=PAPER.eval_every,
                    help=f"samples between evaluations ({PAPER.eval_every:,})")
@@ -439,6 +444,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="one Adam rate for every model, in place of the preset's per-model rates (a model's "
                         "own group rates, e.g. the AAE's critic, stay), into its own folder (default "
                         "...-lrRATE); e.g. to compare BASE with BASE+acai at one rate")
+    p.add_argument("--init", choices=INITS, default=None,
+                   help="one initialisation for every model in place of the recipe's, into its own folder "
+                        "(default ...-init-NAME); e.g. --init release: the quick preset with the paper's init")
     p.add_argument("--executor", default="local", choices=list(EXECUTORS),
                    help="inline: in this process; local: worker processes (default); slurm: a job array")
     p.add_argument("--workers", type=positive_int, default=None,

@@ -34,7 +34,7 @@ from acai.core.models import MODELS
 from acai.core.nets import to_device
 from acai.training.config import ConfigError, TrainConfig
 from acai.training.machine import resolve_device
-from acai.training.run import build_run, evaluate, lr_factor, set_learning_rates, step_losses, train_step, update_groups
+from acai.training.run import build_run, evaluate, set_schedule, step_losses, train_step, update_groups
 from acai.training.stacked import stack_runs, stacked_noise, stacked_step
 
 from timing import seconds_per_call
@@ -53,7 +53,7 @@ def config(model: str, device: str, args, seed: int = 0) -> TrainConfig:
 def step_with_noise(run, x, y, noise: dict) -> dict[str, torch.Tensor]:
     """acai.training.loop.train_step with the noise given instead of drawn (the test checks they agree)."""
     losses, out = step_losses(run.model, run.probe, x, y, noise, run.config.precision)
-    set_learning_rates(run.optimizers, run.base_lr, lr_factor(run.config, run.step))
+    set_schedule(run.optimizers, run.base_lr, run.config, run.step)
     update_groups(losses, run.groups, run.optimizers)
     with torch.no_grad():
         for name, value in out.buffers.items():

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "reference" / "release-curves"
 # Table 1 of the paper (Mean Distance, Smoothness after 2^24 samples); acai/reproduce/tables.py has them all.
 COLOURS = {"acai": "#d62728", "baseline": "#1f77b4", "vae": "#2ca02c"}
+RELEASE_MODELS = {"ACAI": "acai", "AEBaseline": "baseline", "VAE": "vae"}  # the release's class names
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -57,8 +58,9 @@ def release_runs(folder: Path) -> dict[str, dict]:
         for entry in entries:
             seconds += entry["train_seconds_since_last"]
             entry["train_seconds"], entry["smoothness"] = seconds, entry["mean_smoothness"]
-        model = "acai" if entries[0]["model"] == "ACAI" else "baseline"
-        runs[path.stem] = dict(model=model, log=entries, seed=entries[0]["seed"])
+        model = RELEASE_MODELS.get(entries[0]["model"])
+        if model in COLOURS:  # the models of the long runs; the others' release curves are release_side_by_side.py's
+            runs[path.stem] = dict(model=model, log=entries, seed=entries[0]["seed"])
     return runs
 
 

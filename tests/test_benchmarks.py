@@ -109,3 +109,57 @@ def test_time_to_quality_has_no_ratio_when_a_seed_never_reaches_the_thresholds()
     assert time_to_quality.speedup(release, ours) == (None, ["ours seed 0"])  # not 900 / 200 from seed 1 alone
     ours[0]["train_seconds"] = 250.0
     assert time_to_quality.speedup(release, ours) == (900.0 / 225.0, [])
+
+
+def write_release_curve(path: Path, release_class: str, seed: int, points: list[tuple[int, float, float | None]]):
+    """A curve file as shared/release-harness/run_release.py writes it (its own field names)."""
+    path.write_text("".join(json.dumps(dict(model=release_class, samples=s, mean_distance=md, mean_smoothness=sm,
+                                            smoothness_defined=0 if sm is None else 200, seed=seed)) + "\n"
+                            for s, md, sm in points))
+
+
+def test_release_side_by_side_normalises_both_sides_and_says_when_each_left_the_mean_image(tmp_path, capsys):
+    import release_side_by_side as sbs
+
+    write_release_curve(tmp_path / "curve_baseline_s0.jsonl", "AEBaseline", 0,
+                        [(16384, 30e-3, None), (32768, 19e-3, 0.4), (49152, 12e-3, 0.3)])
+    write_release_curve(tmp_path / "curve_baseline_s1.jsonl", "AEBaseline", 1,
+                        [(16384, 30e-3, None), (32768, 25e-3, None), (49152, 14e-3, 0.2)])
+    write_run(tmp_path / "ours", [(16384, 21e-3, float("nan"), 1.0), (32768, 10e-3, 0.25, 2.0),
+                                  (49152, 8e-3, 0.2, 3.0)], model="baseline")
+    (tmp_path / "ours" / "metrics.json").write_text(json.dumps(dict(config=dict(model="baseline", seed=0))))
+    results = tmp_path / "results"
+    assert sbs.main(["collect", "--release", str(tmp_path / "curve_baseline_s0.jsonl"),
+                     str(tmp_path / "curve_baseline_s1.jsonl"), "--acai", str(tmp_path / "ours"),
+                     "--results", str(results)]) == 0
+    assert sorted(p.name for p in results.iterdir()) == ["acai-baseline-s0.jsonl", "release-baseline-s0.jsonl",
+                                                         "release-baseline-s1.jsonl"]
+    ours = [json.loads(line) for line in (results / "acai-baseline-s0.jsonl").read_text().splitlines()]
+    assert ours[0]["smoothness"] is None and ours[1] == dict(samples=32768, mean_distance=10e-3, smoothness=0.25,
+                                                             probe_accuracy=None)
+    capsys.readouterr()
+    assert sbs.main(["draw", "--results", str(results), "--out", str(tmp_path / "sbs.png")]) == 0
+    table = capsys.readouterr().out
+    release_row = next(line for line in table.splitlines() if line.startswith("| baseline | release |"))
+    acai_row = next(line for line in table.splitlines() if line.startswith("| baseline | acai |"))
+    assert "| 32k, 48k |" in release_row and "13.00 ± 1.41" in release_row and "0.250 ± 0.071" in release_row
+    assert "| 32k |" in acai_row and "| 8.00 |" in acai_row
+    assert (tmp_path / "sbs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sbs.main(["draw", "--results", str(tmp_path / "empty")]) == 2
+
+
+def test_init_study_reads_each_labelled_folder_of_runs(tmp_path, capsys):
+    import init_study
+
+    for init, (first, last) in {"release": (30e-3, 25e-3), "he": (15e-3, 5e-3)}.items():
+        for seed in (0, 1):
+            folder = tmp_path / init / f"vae-s{seed}"
+            write_run(folder, [(8192, first, 0.5, 1.0), (40960, last + seed * 1e-3, 0.3 + seed * 0.1, 2.0)], model="vae")
+            folder.joinpath("metrics.json").write_text(json.dumps(dict(config=dict(model="vae", seed=seed))))
+    assert init_study.main([f"release={tmp_path / 'release'}", f"he={tmp_path / 'he'}", "--at", "40960"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    release = next(line for line in rows if line.startswith("| vae | release |"))
+    he = next(line for line in rows if line.startswith("| vae | he |"))
+    assert "| not yet, not yet |" in release and "| 8k, 8k |" in he
+    assert "| 5.50 ± 0.71 | 0.350 ± 0.071 |" in he
+    assert init_study.main([f"he={tmp_path / 'missing'}"]) == 2

@@ -1,4 +1,6 @@
 """The --device flag and the GPU path, checked on a CPU (CI has no GPU and never needs one)."""
+import math
+
 import pytest
 import torch
 
@@ -39,6 +41,6 @@ def test_a_run_trained_on_a_gpu_opens_on_a_cpu(tmp_path):
     ckpt.save_torch(state, tmp_path / CHECKPOINT)
     run = load_run(tmp_path)
     assert run.device == torch.device("cpu") and next(run.model.parameters()).device.type == "cpu"
-    assert 0 <= evaluate(run)["mean_distance"] <= 1
+    assert math.isfinite(evaluate(run)["mean_distance"])  # an untrained tiny VAE can score above 1
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         load_run(tmp_path, device="cuda")

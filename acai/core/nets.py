@@ -33,21 +33,11 @@ class Arch:
         return c * h * w
 
 
-def _as_torch_drew(layer: nn.Module, generator: torch.Generator | None) -> None:
-    """Draw what torch's own init of an nn.Conv2d / nn.Linear draws (kaiming-uniform weights, uniform
-    biases), only to be replaced by the release's init: a seed then gives, from its own generator, the
-    weights it gave when torch drew that init from its global generator, and the published results
-    (docs/results.md) stay what a seed reproduces."""
-    layer.weight.uniform_(generator=generator)
-    layer.bias.uniform_(generator=generator)
-
-
 def conv(cin: int, cout: int, kernel: int = 3, generator: torch.Generator | None = None) -> nn.Conv2d:
     """'same' conv with the release's init: N(0, 1/((1 + 0.2²)·fan_in)), bias 0. Weights are drawn from
     `generator` (None: torch's global generator)."""
     layer = skip_init(nn.Conv2d, cin, cout, kernel, padding=kernel // 2)
     with torch.no_grad():
-        _as_torch_drew(layer, generator)
         nn.init.normal_(layer.weight, std=1.0 / math.sqrt((1 + LEAK**2) * kernel * kernel * cin), generator=generator)
         nn.init.zeros_(layer.bias)
     return layer
@@ -58,10 +48,29 @@ def dense(fan_in: int, fan_out: int, generator: torch.Generator | None = None) -
     `generator` (None: torch's global generator)."""
     layer = skip_init(nn.Linear, fan_in, fan_out)
     with torch.no_grad():
-        _as_torch_drew(layer, generator)
         nn.init.xavier_uniform_(layer.weight, generator=generator)
         nn.init.zeros_(layer.bias)
     return layer
+
+
+# How a run's convolutions start (TrainConfig.init). "release": the release's N(0, 1/((1+0.2²)·fan_in)), half of
+# He's variance for a leaky ReLU, so the signal's variance halves at every layer: at init, over a batch of lines,
+# the decoded images differ by ~3e-6 and every model first learns the mean image (docs/faithfulness.md). "he":
+# He et al. (2015, eq. 10) for a leaky ReLU of slope 0.2, N(0, 2/((1+0.2²)·fan_in)): the same draws times √2,
+# which keeps the variance through the stack.
+INITS = ("release", "he")
+
+
+@torch.no_grad()
+def apply_init(model: nn.Module, scheme: str) -> nn.Module:
+    """Rescale `model`'s convolutions, drawn with the release's init by `conv`, to `scheme` (INITS)."""
+    if scheme not in INITS:
+        raise ValueError(f"unknown init {scheme!r}; use one of {', '.join(INITS)}")
+    if scheme == "he":
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.mul_(math.sqrt(2.0))
+    return model
 
 
 class Leaky(nn.Module):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acai.core.models import MODELS, ConfigError, base_model, make_hparams
-from acai.core.nets import Arch
+from acai.core.nets import INITS, Arch
 
 # Appendix B settings per data set at the paper's first latent size (SPEC 3).
 DATA_ARCH = {
@@ -51,6 +51,7 @@ class TrainConfig:
     # stops part of the way down: it is the first `samples` of the longer run, update for update.
     lr_decay_over: int | None = None
     group_lr: dict = field(default_factory=dict)  # group name -> its own Adam rate, e.g. {"critic": 1e-4} (paper: none)
+    init: str = "release"  # one of INITS: the convolutions' initial scale (acai/core/nets.py; paper: the release's)
     seed: int = 0
     eval_every: int = 1 << 16  # samples between evaluations (release: 64 Ki)
     eval_window: int = 20  # reported value = median of the last this-many evaluations
@@ -120,6 +121,8 @@ class TrainConfig:
             self.data_dir = str(Path(self.data_dir).expanduser().resolve())
         if self.data.startswith(FOLDER_PREFIX):
             self.data = FOLDER_PREFIX + str(Path(self.data[len(FOLDER_PREFIX):]).expanduser().resolve())
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {self.init!r}; use {' or '.join(INITS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; use {' or '.join(PRECISIONS)}")
         # The architecture must fit (a d_z that fills the latent grid) when the run is planned, not when

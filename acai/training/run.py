@@ -25,7 +25,7 @@ from acai.training.config import REPORTING_FIELDS, ConfigError, TrainConfig
 from acai.core.data import DataSource, get_source
 from acai.measures.evaluations import EVALUATIONS, REPORTED
 from acai.core.models import build
-from acai.core.nets import dense
+from acai.core.nets import apply_init, dense
 from acai.training.machine import provenance, resolve_device
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -98,11 +98,24 @@ class Run:
             self.generator.set_state(state["generator"])
 
 
+# Adam as the release's tf.train.AdamOptimizer computes it (SPEC 3): β = (0.9, 0.999) and ε = 1e-8, where
+# TensorFlow adds ε to √v before the bias correction: θ -= lr·√(1-β2ᵗ)/(1-β1ᵗ) · m/(√v + ε). torch adds it after:
+# θ -= lr/(1-β1ᵗ) · m/(√v/√(1-β2ᵗ) + ε). The two agree when torch's ε is ε/√(1-β2ᵗ) at step t (3.2e-7 at t = 1,
+# 1e-8 after a few thousand steps), which `set_schedule` sets before every step.
+TF_ADAM_EPSILON = 1e-8
+ADAM_BETAS = (0.9, 0.999)
+
+
 def adam(params, lr: float) -> torch.optim.Adam:
     """Adam over one group's tensors, stepped with the multi-tensor (foreach) kernels. torch picks them by
     default on a GPU only; on a CPU its per-tensor loop took 5.0 ms of a 43 ms baseline step at batch 16
     against 4.1 ms, with the same values to the last bit (the formula and its order are the same)."""
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=tensorflow_epsilon(0), foreach=True)
+
+
+def tensorflow_epsilon(step: int) -> float:
+    """torch's ε that makes its Adam step `step` (0-based) equal TensorFlow's with ε = 1e-8 (see above)."""
+    return TF_ADAM_EPSILON / math.sqrt(1.0 - ADAM_BETAS[1] ** (step + 1))
 
 
 def build_run(config: TrainConfig) -> Run:
@@ -111,6 +124,7 @@ def build_run(config: TrainConfig) -> Run:
     source = get_source(config.data, config.data_dir)
     weights = torch.Generator().manual_seed(config.seed)  # the run's own: initial weights of model and probe
     model = build(config.model, config.arch(colors=source.shape[0]), weights, **config.hparams)
+    apply_init(model, config.init)
     model = model.to(device, memory_format=torch.channels_last)  # see to_device
     declared = model.param_groups()
     unknown = sorted(set(config.group_lr) - set(declared) - {"probe"})
@@ -147,10 +161,15 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     return factor
 
 
-def set_learning_rates(optimizers: dict, base_lr: dict[str, float], factor: float) -> None:
+def set_schedule(optimizers: dict, base_lr: dict[str, float], config: TrainConfig, step: int) -> None:
+    """Every group's rate and Adam ε for training step `step` (0-based): the schedule's factor times the
+    group's base rate, and TensorFlow's ε placement. Every group steps once per training step, so its Adam
+    step count is `step` + 1 (a resumed run restores both)."""
+    factor, eps = lr_factor(config, step), tensorflow_epsilon(step)
     for name, optimizer in optimizers.items():
         for group in optimizer.param_groups:
             group["lr"] = base_lr[name] * factor
+            group["eps"] = eps
 
 
 def step_losses(model, probe, x: torch.Tensor, y: torch.Tensor, noise: dict, precision: str = "float32"):
@@ -186,7 +205,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Te
     """One update of every parameter group from one forward pass; returns losses and logs."""
     noise = run.model.draw_noise(x.shape[0], run.generator, run.device, x.dtype)
     losses, out = step_losses(run.model, run.probe, x, y, noise, run.config.precision)
-    set_learning_rates(run.optimizers, run.base_lr, lr_factor(run.config, run.step))
+    set_schedule(run.optimizers, run.base_lr, run.config, run.step)
     update_groups(losses, run.groups, run.optimizers)
     with torch.no_grad():  # after the gradients: no graph may still read the old values
         for name, value in out.buffers.items():

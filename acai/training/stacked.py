@@ -28,7 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from acai.training.config import ConfigError, TrainConfig
 from acai.core.nets import to_device
-from acai.training.run import Run, adam, lr_factor, set_learning_rates, step_losses, update_groups
+from acai.training.run import Run, adam, set_schedule, step_losses, update_groups
 
 
 class MemberStep(nn.Module):
@@ -92,7 +92,7 @@ def stacked_step(stack: Stack, x: torch.Tensor, y: torch.Tensor, noise: dict) ->
     # randomness="error" (the default) also proves that no model draws inside the step.
     losses, logs, buffers = vmap(member)(stack.params, stack.buffers, x, y, noise)  # each (K, ...)
     first = stack.members[0]
-    set_learning_rates(stack.optimizers, first.base_lr, lr_factor(first.config, first.step))
+    set_schedule(stack.optimizers, first.base_lr, first.config, first.step)
     update_groups({g: loss.sum() for g, loss in losses.items()}, stack.groups, stack.optimizers)
     with torch.no_grad():
         for name, value in buffers.items():
