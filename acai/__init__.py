@@ -5,8 +5,9 @@
     mean_distance, smoothness = lines.evaluate(x)  # x: (pairs, steps, 32, 32)
     model = regularize(encoder, decoder, image_shape=(1, 32, 32))   # the ACAI regulariser on your own model
 
-The layers (docs/ARCHITECTURE.md): acai.core (lines, nets, models, data), acai.measures, acai.training
-(TrainConfig, `train`), acai.reproduce (presets, tables, sweeps, reports) and acai.cli.
+The layers (docs/ARCHITECTURE.md), each importing only those before it: acai.core (lines, nets, models,
+data, evaluations), acai.training (TrainConfig, `train`), acai.measures (the probe and K-Means on a trained
+run), acai.reproduce (presets, tables, sweeps, reports) and acai.cli.
 """
 __version__ = "0.1.0"
 __all__ = ["lines", "regularize", "__version__"]

@@ -21,7 +21,7 @@ from torch import nn
 
 import acai
 from acai import lines
-from acai.measures.evaluations import lines_interpolations
+from acai.core.evaluations import lines_interpolations
 
 
 def mlp_autoencoder(code_size: int = 32, hidden: int = 256) -> tuple[nn.Module, nn.Module]:

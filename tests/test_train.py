@@ -158,7 +158,7 @@ def test_a_decaying_schedule_cannot_be_resumed_to_a_larger_budget(tmp_path):
 
 
 def test_an_evaluation_names_the_models_state():
-    from acai.measures.evaluations import lines_state, mean_image_distance
+    from acai.core.evaluations import lines_state, mean_image_distance
 
     assert 0.029 < mean_image_distance() < 0.030  # the blurred disc every model draws first
     assert lines_state(0.004, 0.12) == "ok"

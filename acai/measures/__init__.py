@@ -1,2 +1,3 @@
-"""Measures: the evaluations made while a run trains (the lines metrics, the tandem probe), K-Means, and the
-probe and clustering on a finished run's codes (section 4)."""
+"""Measures of a trained run's codes (section 4): K-Means, and the probe and clustering on a finished run's
+folder. Above the training layer, whose run folders it reads; what a run measures while it trains is in
+acai/core/evaluations.py."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from acai.reproduce import figures
 from acai.training import checkpoint as ckpt
-from acai.measures.evaluations import UNRANKED
+from acai.core.evaluations import UNRANKED
 from acai.core.models import WITH_ACAI
 
 # Table 1 of the paper: Mean Distance (x10^-3) and Smoothness, mean ± std over 5 runs.

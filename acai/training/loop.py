@@ -27,7 +27,7 @@ import torch
 
 from acai.training import checkpoint as ckpt
 from acai.training.config import BFLOAT16_CHECKED, FOLDER_PREFIX, ConfigError, TrainConfig
-from acai.measures.evaluations import worst_state
+from acai.core.evaluations import worst_state
 from acai.core.nets import to_device
 from acai.training.progress import Display, Progress, Silent
 from acai.training.machine import check_room, keep_freed_memory, native_bfloat16, resolve_device

@@ -5,9 +5,9 @@ the model gives every loss; each loss's gradient is taken with respect to its
 own parameter group and applied by that group's Adam, as the release's
 `minimize(loss, var_list=...)` ops. A linear probe learns, in tandem, to
 classify the gradient-stopped features. `evaluate` runs the evaluations of
-acai/evaluations.py. A run folder holds checkpoint.pt (`Run.state_dict`),
+acai/core/evaluations.py. A run folder holds checkpoint.pt (`Run.state_dict`),
 log.jsonl (one line per evaluation), metrics.json (`finish`) and, for a run
-that stopped on a non-finite loss, failed.json. acai/train.py is the loop.
+that stopped on a non-finite loss, failed.json. acai/training/loop.py is the loop.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from acai.training import checkpoint as ckpt
 from acai.training.config import REPORTING_FIELDS, ConfigError, TrainConfig
 from acai.core.data import DataSource, get_source
-from acai.measures.evaluations import EVALUATIONS, REPORTED
+from acai.core.evaluations import EVALUATIONS, REPORTED
 from acai.core.models import build
 from acai.core.nets import apply_init, dense
 from acai.training.machine import provenance, resolve_device
@@ -214,7 +214,7 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Te
 
 
 def evaluate(run: Run) -> dict:
-    """Every evaluation that applies to the run, at its current step (acai/evaluations.py).
+    """Every evaluation that applies to the run, at its current step (acai/core/evaluations.py).
 
     A model that samples its codes (the VAE) draws them from a generator seeded by
     (seed, evaluation index), so an evaluation never depends on what else ran before."""

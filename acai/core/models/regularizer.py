@@ -212,7 +212,7 @@ class Regularized(nn.Module):
     critic_loss) sets the gradients: ae_loss's of the autoencoder's parameters only and
     critic_loss's of the critic's only (eq. 2's term reaches the critic's weights too, and eq. 1
     the autoencoder's; neither may be applied there). encode/decode make it a model that
-    acai.measures.evaluations.lines_interpolations can score."""
+    acai.core.evaluations.lines_interpolations can score."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, regularizer: Regularizer):
         super().__init__()

@@ -16,35 +16,56 @@ shows a collapsed model as merely "undefined":
              undefined): the model draws one image, typically the mean image;
   collapsed  the decoded images are further from every line than twice the
              mean image is (no decoded image resembles a line).
-A run whose loss stops being finite is `diverged` (acai/train.py).
+A run whose loss stops being finite is `diverged` (acai/training/loop.py).
+
+An evaluation reads a run through `EvaluatedRun`, what acai.training.run.Run offers, so that this
+module needs only the core.
 """
 from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from acai.core import lines
-from acai.core.data.base import Capability, offers
+from acai.core.data.base import Capability, DataSource, offers
 from acai.core.nets import in_chunks, to_device
-
-if TYPE_CHECKING:
-    from acai.training.run import Run
 
 STATES = ("ok", "constant", "mean image", "collapsed", "diverged")  # worst last; see the module docstring
 UNRANKED = ("mean image", "collapsed", "diverged")  # states a table flags and never ranks "best"
 MEAN_IMAGE_FRACTION = 0.75  # a Mean Distance above this fraction of the mean image's is "mean image"
 
 
+class EvaluationSettings(Protocol):
+    """What an evaluation reads from a run's configuration (acai.training.config.TrainConfig)."""
+
+    seed: int
+
+    def evaluation_pairs(self, index: int) -> int: ...  # lines interpolations evaluation `index` scores
+
+    def whole_evaluation(self, index: int) -> bool: ...  # whether evaluation `index` measures everything
+
+
+class EvaluatedRun(Protocol):
+    """What an evaluation reads from a run (acai.training.run.Run)."""
+
+    config: EvaluationSettings
+    source: DataSource
+    model: torch.nn.Module
+    probe: torch.nn.Module | None  # the tandem probe, for a labelled data set
+    device: torch.device
+    history: list[dict]  # the evaluations made so far: its length is the index of the one being made
+
+
 class Evaluation(Protocol):
     metrics: tuple[str, ...]  # the numbers it reports; every name is a key of its result (which may add "state")
 
-    def applies(self, run: Run) -> bool: ...
+    def applies(self, run: EvaluatedRun) -> bool: ...
 
-    def __call__(self, run: Run, generator: torch.Generator) -> dict[str, float | str]: ...
+    def __call__(self, run: EvaluatedRun, generator: torch.Generator) -> dict[str, float | str]: ...
 
 
 @torch.no_grad()
@@ -84,10 +105,10 @@ class LinesMetrics:
 
     metrics = ("mean_distance", "smoothness")
 
-    def applies(self, run) -> bool:
+    def applies(self, run: EvaluatedRun) -> bool:
         return offers(run.source, Capability.LINES)
 
-    def __call__(self, run, generator):
+    def __call__(self, run: EvaluatedRun, generator: torch.Generator) -> dict[str, float | str]:
         index = len(run.history)
         pairs = run.config.evaluation_pairs(index)
         batch = run.source.evaluation_lines(run.config.seed, index, 2 * pairs)
@@ -101,12 +122,12 @@ class ProbeAccuracy:
 
     metrics = ("probe_accuracy",)
 
-    def applies(self, run) -> bool:
+    def applies(self, run: EvaluatedRun) -> bool:
         # len(history): the index of the evaluation being made; a progress evaluation skips the probe
         return run.probe is not None and run.config.whole_evaluation(len(run.history))
 
     @torch.no_grad()
-    def __call__(self, run, generator):
+    def __call__(self, run: EvaluatedRun, generator: torch.Generator) -> dict[str, float | str]:
         x, y = run.source.test_set()
         logits = in_chunks(lambda b: run.probe(run.model.features(to_device(b, run.device)).flatten(1)), x, 1000)
         return {"probe_accuracy": 100.0 * (logits.argmax(1).cpu() == y).float().mean().item()}
