@@ -34,7 +34,7 @@ PAPER = TrainConfig()  # the paper's settings (SPEC 3): the defaults of the flag
 
 def parse_hparams(items: list[str]) -> dict:
     """['lam=0.3', 'critic_sizes=(64,64)'] -> {'lam': '0.3', 'critic_sizes': '(64,64)'}: the text of each
-    value, which the model's Hparams parses by the type it declares (acai/models/hparams.py)."""
+    value, which the model's Hparams parses by the type it declares (acai/core/models/hparams.py)."""
     values = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -417,7 +417,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper (a sweep of runs)")
-    p.add_argument("what", choices=list(TABLES))  # a table is a description in acai/tables.py
+    p.add_argument("what", choices=list(TABLES))  # a table is a description in acai/reproduce/tables.py
     p.add_argument("--preset", default="quick", choices=list(PRESETS))
     p.add_argument("--datasets", nargs="+", default=None, help="subset of the data sets (table2/3, figures)")
     p.add_argument("--latents", nargs="+", type=positive_int, default=None,

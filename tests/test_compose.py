@@ -1,4 +1,4 @@
-"""The ACAI regulariser as a part (acai/models/regularizer.py): on every model of the registry and on
+"""The ACAI regulariser as a part (acai/core/models/regularizer.py): on every model of the registry and on
 a user's own encoder and decoder."""
 import dataclasses
 import json

@@ -1,5 +1,6 @@
-"""The documentation stays true: the paths it names exist, its commands parse, the README stays short,
-and the project speaks of itself only."""
+"""The documentation stays true: the paths it names exist (in the README, docs/ARCHITECTURE.md and every
+docstring and comment of the package and the benchmarks), its commands parse, the README stays short, and the
+project speaks of itself only."""
 import re
 import shlex
 import subprocess
@@ -32,10 +33,45 @@ def test_every_path_named_in_the_readme_and_architecture_exists():
         assert not missing, f"{doc} names paths that do not exist: {missing}"
 
 
+# A path named as what a command writes (`--out PATH`, `--json PATH`, `default="PATH"`, "(default PATH"): it
+# exists once the command has run, so it is no reference to a file of the project.
+OUTPUT = re.compile(r"(--out|--json|default=[\"']?|\(default)\s*$")
+
+
+def missing_paths(text: str) -> list[str]:
+    """The project paths `text` names that do not exist, outputs of its commands aside."""
+    missing = set()
+    for line in text.splitlines():
+        for match in PATH.finditer(line):
+            path = match.group(1).rstrip("./")
+            if (path in named_paths(path) and not OUTPUT.search(line[:match.start()])
+                    and not (ROOT / path).exists()):
+                missing.add(path)
+    return sorted(missing)
+
+
+def source_files() -> list[Path]:
+    """Every file of the package and of the benchmarks (not the benchmarks' results, which are data)."""
+    files = [*(ROOT / "acai").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    assert len(files) > 50, "too few source files: the glob is broken"
+    return sorted(files)
+
+
+def test_every_path_named_in_the_package_and_the_benchmarks_exists():
+    missing = [f"{path.relative_to(ROOT)}: {name}"
+               for path in source_files() for name in missing_paths(path.read_text())]
+    assert not missing, "paths named in docstrings or comments that do not exist:\n" + "\n".join(missing)
+
+
 def test_a_renamed_module_is_caught(tmp_path):
-    """The check above would fail on a README naming a module that is not there."""
+    """The checks above would fail on a README or a docstring naming a module that is not there."""
     text = "See acai/training/loop.py and acai/training/no_such_module.py."
     assert [p for p in named_paths(text) if not (ROOT / p).exists()] == ["acai/training/no_such_module.py"]
+    assert missing_paths(text) == ["acai/training/no_such_module.py"]
+    # what a command writes is no reference; a placeholder (PRESET) is no path
+    assert missing_paths('--out benchmarks/results/new.json\nparser.add_argument("--out", default="docs/new.png")\n'
+                         "(default benchmarks/results/new-...)\nWrites benchmarks/results/check-PRESET.json.") == []
+    assert missing_paths("Run benchmarks/no_such_benchmark.py --out x") == ["benchmarks/no_such_benchmark.py"]
 
 
 def readme_commands() -> list[str]:

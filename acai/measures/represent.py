@@ -44,7 +44,7 @@ PROBE = "probe.json"
 # cluster.py's `get_latents_and_labels(..., ds.train_once, 60000)`: the whitening and K-Means are
 # fitted on the codes of the first 60,000 images of the unshuffled training stream.
 CLUSTER_TRAIN_IMAGES = 60_000
-CODES_STREAM = 3  # tag of the generator that draws sampled codes for clustering (train.py uses 1, 2)
+CODES_STREAM = 3  # tag of the generator that draws sampled codes for clustering (acai/training/run.py uses 1, 2)
 
 # label_smoothing: the target is (1 - s)·onehot + s/K; lr_decay: the rate is multiplied by this
 # per half of the run, continuously (tf.train.exponential_decay, staircase=False).

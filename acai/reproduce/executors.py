@@ -1,6 +1,6 @@
 """Who runs a sweep's units: this process, N local worker processes, or a SLURM job array.
 
-Every executor runs the same idempotent units (acai/sweep.py) and reports,
+Every executor runs the same idempotent units (acai/reproduce/plan.py) and reports,
 per unit, None or the one-line reason it failed; the results themselves are
 read back from the run folders. A unit that fails does not stop the others.
 """

@@ -22,7 +22,7 @@ from acai.core.nets import in_chunks, to_device
 def interpolation_rows(model, start: torch.Tensor, end: torch.Tensor, steps: int = 16, seed: int = 0,
                        mode: str = "linear") -> np.ndarray:
     """Decode `steps` mixtures of the codes of start[i] and end[i] -> (P, steps, C, H, W).
-    `mode`: "linear" or "slerp" (spherical, the release's second grid; acai/lines.py).
+    `mode`: "linear" or "slerp" (spherical, the release's second grid; acai/core/lines.py).
     `seed` seeds the draws of a model whose codes are samples (the VAE)."""
     if mode not in INTERPOLATIONS:
         raise ConfigError(f"unknown interpolation mode {mode!r}; use {' or '.join(INTERPOLATIONS)}")

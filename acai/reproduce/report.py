@@ -9,7 +9,7 @@ OUT/TABLE.json an earlier sweep wrote into the same folder (table2 and table3 sh
   from seed 0's checkpoints into OUT/report-files/), and the learning curve of every metric of
   log.jsonl against samples for every run, as inline SVG (hover a point or a legend entry: CSS and
   SVG titles only, no script).
-* Every run: its state (acai/status.py), seed, samples, wall time, samples/s, acai version and git
+* Every run: its state (acai/reproduce/status.py), seed, samples, wall time, samples/s, acai version and git
   commit, torch version, device, and configuration.
 Images are embedded as data: URIs: the page opens anywhere, without network or other files.
 """

@@ -1,6 +1,6 @@
 """The SLURM executor: a sweep's units as one job array, submitted through submitit.
 
-* One array task per unit (acai/sweep.py). A unit is idempotent, so every way a task can end
+* One array task per unit (acai/reproduce/plan.py). A unit is idempotent, so every way a task can end
   early is mended by running it again: a requeued task (preemption, the time limit, `scontrol
   requeue`) and a later `acai reproduce` both continue from the runs' checkpoints.
 * Before the time limit SLURM sends SIGUSR2 (submitit asks for `--signal=USR2@90`). The training

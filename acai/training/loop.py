@@ -106,7 +106,7 @@ class Hooks:
     after_step: Callable[[int], None] | None = None
     after_checkpoint: Callable[[Path], None] | None = None  # after each run folder's checkpoint is written
     progress: Progress | None = None
-    # Reporting (acai/tensorboard_log.py): every LOSS_EVERY steps, each run's step logs as floats; after each
+    # Reporting (acai/reproduce/tensorboard_log.py): every LOSS_EVERY steps, each run's step logs as floats; after each
     # evaluation (its result is run.history[-1]), before the checkpoint, in time not counted as training.
     after_losses: Callable[[Run, Path, dict[str, float]], None] | None = None
     after_evaluation: Callable[[Run, Path], None] | None = None

@@ -4,8 +4,8 @@
 (losses, samples/s, a flag such as "collapsed") and one line per evaluation.
 `Display` draws it as a tqdm bar on a terminal and, when stderr is a file or a
 pipe (a log, a cluster job), as a plain line every `every` seconds instead of
-a stream of carriage returns. acai/sweep.py adds a display for several
-worker processes.
+a stream of carriage returns. `SweepDisplay` is one display for a whole sweep,
+whose units may train in several worker processes (acai/reproduce/executors.py).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ piece of work. Each group's loss summed over members has, for member k's
 slice, exactly member k's gradient, and Adam is elementwise, so one Adam per
 group over the stacked tensors is K separate Adams.
 
-`StackedStepper` is the step function that acai/train.py's one loop calls for
+`StackedStepper` is the step function that acai/training/loop.py's one loop calls for
 a stack of K > 1; evaluation and checkpoints go through each member's own Run
 after its slice is copied back (`sync`): OUT/seed{s}/ holds exactly what
 `train()` writes for it alone, and `load_run`, `acai interpolate` and `--resume` work on it

@@ -1,7 +1,7 @@
 """Data sets by name: `lines` (synthetic), `mnist`, `svhn`, `cifar10`, `celeba`
 and `folder:PATH` (any folder of images).
 
-`get_source(name, data_dir)` returns a `DataSource` (acai/data/base.py): `shape`,
+`get_source(name, data_dir)` returns a `DataSource` (acai/core/data/base.py): `shape`,
 `num_classes`, `train_batch(seed, step, batch_size)`, `test_set()` and the
 `capabilities` it declares (a fixed training set; lines metrics).
 """

@@ -19,7 +19,7 @@ A model is an nn.Module with
   training_pass(x, noise, mix=None) -> Pass  the same forward pass opened up: also the code
                             that interpolation mixes and the reconstruction, and, when `mix` is
                             given, the decoded images of mix(code) from the same decoder pass.
-                            What acai/models/regularizer.py composes with (the six models
+                            What acai/core/models/regularizer.py composes with (the six models
                             other than ACAI have it; training_losses is its `out`)
   GROUPS = {group: (submodule names, ...)}   which networks each optimiser trains
   param_groups() -> {name: {"params": [...], "lr"?: float}}, built from GROUPS

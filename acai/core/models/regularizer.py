@@ -8,7 +8,7 @@ autoencoder we applied it to". Here the regulariser is one piece:
   ‖d(x̂_α) - α‖² + ‖d(γx + (1-γ)x̂)‖²; the autoencoder's own loss gains eq. 2's
   term λ‖d(x̂_α)‖², where x̂_α = g(α·z1 + (1-α)·z2) decodes a mixture of codes.
 * `WithACAI(base, hp)`: any model of the registry with the regulariser, under the
-  names `BASE+acai` (acai/models/__init__.py). The base's own losses stay as they
+  names `BASE+acai` (acai/core/models/__init__.py). The base's own losses stay as they
   are; its "ae" group's loss gains λ‖d(x̂_α)‖²; the critic is a group of its own,
   "critic", or "acai_critic" where the base already has a "critic" (the AAE).
 * `regularize(encoder, decoder, image_shape)`: the same for an encode/decode pair
@@ -17,7 +17,7 @@ autoencoder we applied it to". Here the regulariser is one piece:
 What is mixed is, for every base, what its interpolation mixes at evaluation
 (`encode(x)`), so that the critic judges exactly the images the lines metrics
 score; the mixtures are decoded in the base's own decoder pass (`training_pass`,
-acai/models/common.py), so the regulariser costs one decoder pass over B more
+acai/core/models/common.py), so the regulariser costs one decoder pass over B more
 codes and the critic over B mixtures and B blends, never a second forward of the base:
 
   baseline   the encoder output z (then `baseline+acai` is `acai`, update for update)
