@@ -1,4 +1,5 @@
 """The reproduce layer: a sweep's units, its executors and `acai status`, on tiny runs."""
+import dataclasses
 import io
 import json
 import signal
@@ -266,8 +267,9 @@ def test_each_unit_runs_in_a_fresh_worker_process(tmp_path):
 
 def test_presets_are_checked_when_they_are_made():
     """Keyword-built presets: a recipe key that is not TrainConfig's, a per-model entry that is not a model,
-    a hyper-parameter a model does not have, an unchecked bfloat16 model: each fails where it is written."""
-    from acai.reproduce.presets import Budget, Recipe
+    a hyper-parameter a model does not have, an unchecked bfloat16 model, a preset of no seeds: each fails
+    where it is written."""
+    from acai.reproduce.presets import PRESETS, Budget, Recipe
 
     with pytest.raises(ConfigError, match="lr_warm_up.*not TrainConfig fields"):
         Recipe("typo", fields=dict(lr_warm_up=2048))
@@ -279,6 +281,11 @@ def test_presets_are_checked_when_they_are_made():
         Recipe("typo", per_model={"vae": dict(hparams=dict(decay=0.99))})  # the VQ-VAE's, not the VAE's
     with pytest.raises(ConfigError, match="not checked"):
         Budget(samples=1024, eval_every=512, eval_window=1, bfloat16=("dropout",))
+    quick = PRESETS["quick"]
+    with pytest.raises(ConfigError, match="seeds must be positive"):
+        dataclasses.replace(quick, seeds=0)
+    with pytest.raises(ConfigError, match="probe_samples must be positive"):
+        dataclasses.replace(quick, probe_samples=0)
 
 
 def test_the_long_preset_trains_lines_runs_of_two_million_samples_with_one_cosine():

@@ -71,7 +71,7 @@ _RUNNING = False  # a unit is running in this worker
 
 def _note_stop(signum, frame) -> None:
     _STOP.set()
-    # A training loop installs its own handler (train.stop_requests: save, then stop at a step boundary), so
+    # A training loop installs its own handler (signals.stop_requests: save, then stop at a step boundary), so
     # this one runs when the worker is idle or in an evaluation (K-Means, a probe, figures). Those write their
     # result once, atomically, at the end: stopping now loses only their own work, where finishing first
     # kept a stopped sweep running for up to 40 minutes (1,000 K-Means restarts at d_z 256 on one core).

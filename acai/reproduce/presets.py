@@ -158,6 +158,11 @@ class Preset:
     seeds: int  # the default number of seeds per model
     departures: tuple[str, ...] = ()  # how its budgets depart from the paper's (the recipe is described apart)
 
+    def __post_init__(self):
+        for name in ("probe_samples", "seeds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Preset {self.name}: {name} must be positive, got {getattr(self, name)}")
+
     def budget(self, data: str) -> Budget:
         return self.lines if data == "lines" else self.images
 
