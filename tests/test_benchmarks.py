@@ -5,12 +5,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
+import timing  # noqa: E402
 import train_throughput  # noqa: E402
 from timing import seconds_per_call  # noqa: E402
 
@@ -44,9 +46,22 @@ def test_seconds_per_call_times_only_the_calls_after_the_warmup():
 
     assert seconds_per_call(step, [(i,) for i in range(5)], "cpu", warmup=2) < 0.1
     assert calls == [0, 1, 2, 3, 4]
-    assert seconds_per_call(lambda: calls.append("bare"), 3) >= 0 and calls.count("bare") == 3
     with pytest.raises(ValueError):
         seconds_per_call(step, [(9,)], "cpu", warmup=1)
+
+
+def test_seconds_per_call_is_the_mean_of_the_timed_calls(monkeypatch):
+    """On a clock that each call moves by a known amount: the mean over the calls after the warm-up, and
+    a number of calls stands for that many calls without arguments."""
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    durations = iter([5.0, 1.0, 2.0, 6.0, 4.0, 8.0, 3.0])
+
+    def step():
+        clock[0] += next(durations)
+
+    assert seconds_per_call(step, 4, warmup=1) == 3.0  # (1 + 2 + 6) / 3: the warm-up's 5 s untimed
+    assert seconds_per_call(step, 3) == 5.0  # (4 + 8 + 3) / 3: no warm-up, every call timed
 
 
 def test_stacked_times_every_k_against_one_run():

@@ -10,7 +10,7 @@ from acai.core.models import MODELS, ConfigError, build, make_hparams
 from acai.core.models.acai import autoencoder_loss, critic_loss, fold_alpha
 from acai.core.nets import Arch, decoder, encoder
 
-from conftest import TINY
+from conftest import SMALL_HPARAMS, TINY, tiny_config
 
 
 def batch(n=8, step=0):
@@ -158,10 +158,9 @@ def test_vqvae_ema_update_by_hand():
 
 
 def test_vqvae_training_step_stores_the_ema_codebook():
-    from acai.training.config import TrainConfig
     from acai.training.run import build_run, train_step
 
-    run = build_run(TrainConfig(model="vqvae", scales=2, depth=4, latent=4, hparams={"codebook_log2": 4}))
+    run = build_run(tiny_config("vqvae"))
     x, y = run.source.train_batch(0, 0, 8)
     with torch.no_grad():
         _, vectors, nearest = run.model.quantise(run.model.encode(x))
@@ -231,12 +230,9 @@ def test_hparams_validation():
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_few_hundred_steps_reduce_reconstruction_error(name):
-    from acai.training.config import TrainConfig
     from acai.training.run import build_run, train_step
 
-    config = TrainConfig(model=name, scales=2, depth=4, latent=4, seed=0, lr=1e-3,
-                         hparams={"codebook_log2": 6} if name == "vqvae" else {})
-    run = build_run(config)
+    run = build_run(tiny_config(name, seed=0, lr=1e-3))
     probe_x = LinesSource().train_batch(seed=99, step=0, batch_size=256)[0]
 
     def error():
@@ -258,19 +254,28 @@ def test_few_hundred_steps_reduce_reconstruction_error(name):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_random_codes_have_the_latent_shape_and_decode_to_images(name):
-    model = build(name, TINY, **({"codebook_log2": 6} if name == "vqvae" else {}))
+    model = build(name, TINY, **SMALL_HPARAMS.get(name, {}))
     z = model.random_codes(6, torch.Generator().manual_seed(0))
     assert z.shape == (6, *TINY.latent_shape)
     torch.testing.assert_close(z, model.random_codes(6, torch.Generator().manual_seed(0)))  # the generator decides
     with torch.no_grad():
         assert model.decode(z).shape == (6, TINY.colors, TINY.size, TINY.size)
-    # Samples of a prior only where the model was trained towards one (the release decodes N(0, I) for all).
-    assert (model.PRIOR == "N(0, I)") == (name in ("vae", "aae"))
-    assert isinstance(model.CODES, str) and model.CODES
+    # Samples of a prior only where the model was trained towards one (the release decodes N(0, I) for all):
+    # there, random_codes draws the very numbers that stand for the prior in a training step (the AAE's
+    # critic reads them as the prior's codes; the VAE's ε, whose N(0, I) its KL term pulls the codes to).
+    if model.PRIOR is not None:
+        [prior] = draw(model, 6, 0).values()
+        torch.testing.assert_close(prior.view(6, *TINY.latent_shape), z)
+    # A model whose CODES says they are sampled (the VAE) encodes an image to another code with another
+    # generator; every other model's code is a function of the image.
+    x = batch(4)
+    with torch.no_grad():
+        codes = [model.encode(x, torch.Generator().manual_seed(seed)) for seed in (0, 1)]
+    assert (not torch.equal(*codes)) == ("sampled" in model.CODES), model.CODES
 
 
 def test_vqvae_codes_are_the_continuous_encoder_output():
-    model = build("vqvae", TINY, codebook_log2=6)
+    model = build("vqvae", TINY, **SMALL_HPARAMS["vqvae"])
     x = batch(4)
     with torch.no_grad():
         torch.testing.assert_close(model.encode(x), model.encoder(x))

@@ -23,7 +23,15 @@ def conv_dtypes(run) -> list:
 def test_unknown_precision_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown precision 'float16'; use float32 or bfloat16"):
         TrainConfig(precision="float16")
-    assert TrainConfig().precision == "float32"  # opt-in
+
+
+def test_a_run_given_no_precision_trains_in_float32():
+    """bfloat16 is opt-in: a run that does not ask for it runs its training forward in float32."""
+    run = build_run(tiny_config("acai"))
+    seen = conv_dtypes(run)
+    x, y = run.source.train_batch(0, 0, 16)
+    train_step(run, x, y)
+    assert seen == [torch.float32]
 
 
 def test_vqvae_quantises_in_float32_under_bf16():

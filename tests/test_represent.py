@@ -9,12 +9,13 @@ from PIL import Image
 
 import acai.measures.represent as represent
 from acai.cli import main
+from acai.core.models import base_model
 from acai.training.config import ConfigError, TrainConfig
 from acai.reproduce.plan import RunSpec
 from acai.reproduce.sweep import reproduce
 from acai.training.loop import train
 
-from conftest import TINY_SETTINGS, tiny_sweep
+from conftest import SMALL_HPARAMS, TINY_SETTINGS, tiny_sweep
 
 
 def run_dir(out, data, dz, model, seed):
@@ -146,7 +147,7 @@ def small_mnist(tmp_path):
 
 
 def tiny_run(folder, model, data_dir, data="mnist", **overrides):
-    hparams = {"codebook_log2": 6} if model == "vqvae" else {}
+    hparams = dict(SMALL_HPARAMS.get(base_model(model), {}))
     config = TrainConfig(model=model, data=data, dz=32, data_dir=str(data_dir), hparams=hparams,
                          **{**TINY, **overrides})
     train([config], [folder], progress=False)[0]
