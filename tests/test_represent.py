@@ -19,7 +19,7 @@ from conftest import SMALL_HPARAMS, TINY_SETTINGS, tiny_sweep
 
 
 def run_dir(out, data, dz, model, seed):
-    return RunSpec(data, dz, model, seed, None).folder(out)
+    return RunSpec(data=data, dz=dz, model=model, seed=seed, config=None).folder(out)
 
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 # The tiny settings of conftest, on each data set's own architecture (scales and latent size).

@@ -38,7 +38,7 @@ from acai.training.run import FAILED, finished_run
 STACK = ("auto", "on", "off")  # auto: stack the seeds of a model on a GPU, where it pays (docs/speed.md)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """One run of a sweep: its id, and the configuration that trains it."""
 
@@ -56,7 +56,7 @@ class RunSpec:
         return Path(out) / "runs" / self.id
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SweepSpec:
     """Everything `reproduce` needs, built once (by the CLI or a caller) and checked on creation."""
 
@@ -136,7 +136,7 @@ class SweepSpec:
         values.update(self.overrides)
         config = TrainConfig.from_dict(dict(model=model, data=data, dz=None if data == "lines" else dz, seed=seed,
                                             device=self.device, data_dir=self.data_dir, **values))
-        return RunSpec(data, dz, model, seed, config)
+        return RunSpec(data=data, dz=dz, model=model, seed=seed, config=config)
 
     def runs(self) -> list[RunSpec]:
         seeds = min(self.seeds, self.table.seeds_drawn or self.seeds)  # figures: seed 0's runs only

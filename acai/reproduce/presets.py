@@ -103,7 +103,7 @@ LONG = dataclasses.replace(SHORT, name="long", per_model={**SHORT.per_model, "ac
                            why="the short recipe; ACAI's rate chosen from two 2^19-sample runs (docs/results.md)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Budget:
     """How one run of a data set trains and is reported at a preset."""
 
@@ -148,7 +148,7 @@ class Budget:
         return text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     name: str
     lines: Budget

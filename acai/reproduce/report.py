@@ -61,7 +61,7 @@ circle.bad{fill:#fff}.runs td.n{white-space:nowrap}.legend span{margin-right:12p
 .charts{display:flex;flex-wrap:wrap;gap:0 12px}h4{margin:6px 0 0}svg text{font-size:11px;fill:#333}.axis{stroke:#888}.gridline{stroke:#eee}"""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunView:
     """One run folder as the report shows it."""
 
@@ -110,8 +110,9 @@ def view(run: RunSpec, out: Path) -> RunView:
     state, samples, detail = run_state(run, out)
     folder = run.folder(out)
     log = ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS) if (folder / LOG).exists() else []
-    return RunView(run, folder, state, samples, detail, finished(run, out) if state == "done" else None, log,
-                   (folder / FAILED).exists(), label=run.id)
+    return RunView(run=run, folder=folder, state=state, samples=samples, detail=detail,
+                   metrics=finished(run, out) if state == "done" else None, log=log,
+                   diverged=(folder / FAILED).exists(), label=run.id)
 
 
 def measured(view: RunView, measure: Measure, spec: SweepSpec | None) -> float | None:
@@ -449,7 +450,7 @@ def folder_view(folder: Path, out: Path) -> RunView:
              ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS))
     config = TrainConfig.from_dict(saved["config"])
     label = folder.name if folder == out else folder.relative_to(out).as_posix()
-    run = RunSpec(config.data, config.arch(colors=1).dz, config.model, config.seed, config)
+    run = RunSpec(data=config.data, dz=config.arch(colors=1).dz, model=config.model, seed=config.seed, config=config)
     log = ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS) if (folder / LOG).exists() else []
     metrics = None
     if ckpt.is_locked(folder):
@@ -461,7 +462,8 @@ def folder_view(folder: Path, out: Path) -> RunView:
     else:
         state = "resumable"
     samples = metrics["samples"] if metrics else samples_trained(folder, config.batch)
-    return RunView(run, folder, state, samples, "", metrics, log, (folder / FAILED).exists(), label=label)
+    return RunView(run=run, folder=folder, state=state, samples=samples, detail="", metrics=metrics, log=log,
+                   diverged=(folder / FAILED).exists(), label=label)
 
 
 def grid_of(view: RunView, out: Path) -> str:

@@ -40,7 +40,7 @@ LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_
 TIMEOUTS = 20  # time limits a task may reach, each followed by a requeue, before submitit gives up on it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Array:
     """A submission: its SLURM job id and name, submitit's folder, and per task its id ("JOB_INDEX";
     "JOB" when submitit sends a single unit as a plain job), its unit and the unit's runs."""
@@ -67,8 +67,8 @@ def read_record(out) -> Array | None:
     if not path.exists():
         return None
     record = ckpt.read_json(path)
-    return Array(record["job"], record["name"], Path(out) / FOLDER, tuple(record["tasks"]), tuple(record["units"]),
-                 tuple(map(tuple, record["runs"])))
+    return Array(job=record["job"], name=record["name"], folder=Path(out) / FOLDER, tasks=tuple(record["tasks"]),
+                 units=tuple(record["units"]), runs=tuple(map(tuple, record["runs"])))
 
 
 def squeue(array: Array) -> dict[str, str]:
@@ -244,8 +244,9 @@ class Slurm:
         except submitit.core.utils.FailedJobError as error:
             raise ConfigError(f"sbatch refused the array: {str(error).strip().splitlines()[-1]}") from None
         tasks = tuple(job.job_id for job in jobs)
-        array = Array(tasks[0].partition("_")[0], name, out / FOLDER, tasks, tuple(unit.id for unit in units),
-                      tuple(tuple(member.id for member in unit.members) for unit in units))
+        array = Array(job=tasks[0].partition("_")[0], name=name, folder=out / FOLDER, tasks=tasks,
+                      units=tuple(unit.id for unit in units),
+                      runs=tuple(tuple(member.id for member in unit.members) for unit in units))
         ckpt.save_json(dict(job=array.job, name=name, tasks=list(tasks), units=list(array.units),
                             runs=[list(runs) for runs in array.runs], submitted=time.time()), out / RECORD)
         return array

@@ -63,7 +63,7 @@ PAPER_TABLE3 = {
 LATENTS = {"lines": (64,), "mnist": (32, 256), "svhn": (32, 256), "celeba": (32, 256), "cifar10": (256, 1024)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class After:
     """A measurement made on a finished run's folder after training, cached there against its checkpoint
     (acai/measures/represent.py): the probe on final codes (Table 2), K-Means (Table 3)."""
@@ -114,8 +114,10 @@ def _clustering_options(spec) -> dict:
 
 
 # Module-level functions only: a unit that carries an After is pickled to its worker or SLURM task.
-FINAL_PROBE = After("probe", "steps", _final_probe, _probe_options, _probe_departure)
-CLUSTERING = After("K-Means", "restarts", _clustering, _clustering_options, _clustering_departure)
+FINAL_PROBE = After(name="probe", unit="steps", measure=_final_probe, options=_probe_options,
+                    departure=_probe_departure)
+CLUSTERING = After(name="K-Means", unit="restarts", measure=_clustering, options=_clustering_options,
+                   departure=_clustering_departure)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,9 @@ def derived_seed(*keys: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
-    """Everything a run holds; what a checkpoint saves and restores."""
+    """Everything a run holds; what a checkpoint saves and restores. Built by keyword (`build_run`)."""
 
     config: TrainConfig
     source: DataSource
@@ -144,7 +144,8 @@ def build_run(config: TrainConfig) -> Run:
         base_lr["probe"] = config.group_lr.get("probe", config.lr)
         optimizers["probe"] = adam(groups["probe"], base_lr["probe"])
     generator = torch.Generator(device).manual_seed(derived_seed(config.seed, NOISE_STREAM))
-    return Run(config, source, model, probe, groups, optimizers, device, generator, base_lr)
+    return Run(config=config, source=source, model=model, probe=probe, groups=groups, optimizers=optimizers,
+               device=device, generator=generator, base_lr=base_lr)
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
