@@ -53,7 +53,7 @@ def output_path(text: str, what: str = "run folder", example: str = "runs/acai-l
 def saved_budget(out: Path) -> int | None:
     """The --samples of the run saved in `out`, if there is one."""
     from acai.training import checkpoint as ckpt
-    from acai.training.run import CHECKPOINT
+    from acai.training.run_folder import CHECKPOINT
 
     if not (out / CHECKPOINT).exists():
         return None
@@ -108,6 +108,7 @@ def cmd_train(args) -> None:
     from contextlib import ExitStack
 
     from acai.training.loop import Hooks, train
+    from acai.training.run_folder import METRICS
 
     out = output_path(args.out)
     requested, hooks = args.samples, None
@@ -144,7 +145,7 @@ def cmd_train(args) -> None:
         results = train(configs, outs, resume=args.resume, progress=not args.quiet, hooks=hooks)
     for metrics, out in zip(results, outs):
         prefix = f"seed {metrics['seed']}: " if args.seeds > 1 else ""
-        print(f"{prefix}{shown(metrics)} -> wrote {out / 'metrics.json'}")
+        print(f"{prefix}{shown(metrics)} -> wrote {out / METRICS}")
 
 
 def png_path(text: str) -> Path:

@@ -7,7 +7,8 @@ import torch
 from acai.training import checkpoint as ckpt
 from acai.cli import main
 from acai.training.config import ConfigError
-from acai.training.run import CHECKPOINT, evaluate, load_run, resolve_device
+from acai.training.run import evaluate, load_run, resolve_device
+from acai.training.run_folder import CHECKPOINT
 from acai.training.loop import train
 
 from conftest import tiny_config

@@ -21,7 +21,7 @@ from acai.cli import main
 from acai.training.config import ConfigError, TrainConfig
 from acai.measures.represent import cluster_run, run_probe
 from acai.reproduce.tables import TABLES, Cell, render
-from acai.training.run import CHECKPOINT, FAILED
+from acai.training.run_folder import CHECKPOINT, FAILED
 from acai.training.loop import train
 
 from conftest import kill_midway, tiny_args, tiny_config
@@ -697,7 +697,7 @@ def test_a_damaged_log_is_restored_from_the_intact_checkpoint_as_the_message_say
     assert main(["report", str(run)]) == 2
     err = one_line_error(capsys, "log.jsonl is unreadable or damaged", "checkpoint.pt holds the same history",
                          "--resume")
-    assert "delete the run folder" not in err and ckpt.CHECKPOINT_NAME == CHECKPOINT  # the name it looks for
+    assert "delete the run folder" not in err
     (run / "log.jsonl").unlink()
     (run / "metrics.json").unlink()
     assert main([*args, "--resume"]) == 0

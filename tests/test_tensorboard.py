@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from acai.training.checkpoint import read_json_lines
+from acai.training.run_folder import read_log
 from acai.cli import main
 
 from conftest import tiny_args
@@ -52,7 +52,7 @@ def test_train_writes_events_equal_to_the_log_and_changes_nothing(runs, reader):
     # the hooks change nothing the run learns or measures
     assert (run / "log.jsonl").read_text() == (plain / "log.jsonl").read_text()
     assert not (plain / "tensorboard").exists()
-    log = read_json_lines(run / "log.jsonl")
+    log = read_log(run / "log.jsonl")
     events = reader(run)
     same_as_log(events, log)
     for loss in ("loss_ae", "loss_probe"):
@@ -72,7 +72,7 @@ def test_report_converts_existing_runs(runs, tmp_path, reader, capsys):
     out = capsys.readouterr().out
     assert f"{trained}: kept the events written while training" in out and f"{plain}: 2 evaluations" in out
     assert out.strip().endswith(f"wrote {tmp_path / 'report.html'}")  # and the page of the two runs
-    log = read_json_lines(plain / "log.jsonl")
+    log = read_log(plain / "log.jsonl")
     events = reader(plain)
     same_as_log(events, log)
     assert [g.step for g in events.Images("interpolations")] == [log[-1]["samples"]]  # from the final checkpoint

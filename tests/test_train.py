@@ -8,7 +8,8 @@ import torch
 
 from acai.training.config import ConfigError, TrainConfig
 import acai.training.run as run_module
-from acai.training.run import build_run, summarise, train_step
+from acai.training.run import build_run, train_step
+from acai.training.run_folder import summarise
 from acai.training.loop import train
 
 from conftest import kill_midway, tiny_config

@@ -37,10 +37,9 @@ from acai.training.config import ConfigError
 from acai.core.data import Capability, get_source, offers
 from acai.core.nets import dense, in_chunks, to_device
 from acai.training.progress import Tick
-from acai.training.run import CHECKPOINT, FAILED, derived_seed, load_run
+from acai.training.run import derived_seed, load_run
+from acai.training.run_folder import CHECKPOINT, CLUSTER, FAILED, PROBE
 
-CLUSTER = "cluster.json"
-PROBE = "probe.json"
 # cluster.py's `get_latents_and_labels(..., ds.train_once, 60000)`: the whitening and K-Means are
 # fitted on the codes of the first 60,000 images of the unshuffled training stream.
 CLUSTER_TRAIN_IMAGES = 60_000

@@ -249,14 +249,13 @@ def curves_title(spec) -> str:
 
 def learning_curves_of(spec, blocks: dict, folder: Path) -> list[Path]:
     """curves.png: Mean Distance and Smoothness of every run of the sweep against samples."""
-    from acai.training.checkpoint import read_json_lines
-    from acai.training.run import LOG
+    from acai.training.run_folder import LOG, read_log
 
     histories = {}
     for run in spec.runs():
         log = run.folder(spec.out) / LOG
         if log.exists():
-            histories.setdefault(run.model, []).append(read_json_lines(log))
+            histories.setdefault(run.model, []).append(read_log(log))
     if not histories:
         return []
     by_key = {m.key: m.paper.get(("lines", 64), {}) for m in spec.table.measures}

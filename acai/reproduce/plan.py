@@ -33,7 +33,7 @@ from acai.reproduce.tables import LATENTS, TABLES, After, Cell, Table
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError, TrainConfig
 from acai.training.progress import Progress
-from acai.training.run import FAILED, finished_run
+from acai.training.run_folder import FAILED, finished_run
 
 STACK = ("auto", "on", "off")  # auto: stack the seeds of a model on a GPU, where it pays (docs/speed.md)
 
@@ -180,7 +180,7 @@ class SweepSpec:
 
 
 def finished(run: RunSpec, out) -> dict | None:
-    """The metrics of a finished run of the sweep (acai/training/run.py `finished_run`), else None."""
+    """The metrics of a finished run of the sweep (acai/training/run_folder.py `finished_run`), else None."""
     return finished_run(run.folder(out), run.config)
 
 

@@ -31,14 +31,14 @@ from acai.core.data import DataError
 from acai.core.models import MODELS
 from acai.reproduce import tables
 from acai.reproduce.plan import SWEEP, RunSpec, SweepSpec, describe, finished, pixel_units, read_sweep
-from acai.reproduce.status import run_state, samples_trained
+from acai.reproduce.status import run_state
 from acai.reproduce.tables import PAPER_PIXELS, TABLES, Cell, Measure, Table, paper_text
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError, TrainConfig
 from acai.training.machine import source_commit
-from acai.training.run import CHECKPOINT, FAILED, LOG, METRICS
+from acai.training.run_folder import (CHECKPOINT, FAILED, LOG, LOG_KEYS, METRICS, METRICS_KEYS, REPORT, REPORT_FILES,
+                                      is_run, read_log, samples_trained, state as folder_state)
 
-REPORT = "report.html"
 # The page is written into the folder it reports: when that fails, the way on is not another --out.
 REMEDY = "make the folder writable, or copy it somewhere writable and run acai report on the copy"
 
@@ -46,7 +46,6 @@ REMEDY = "make the folder writable, or copy it somewhere writable and run acai r
 def esc(value) -> str:
     """Any text from a path, a config or a file, for HTML text and attribute values alike (quotes too)."""
     return html.escape(str(value), quote=True)
-DRAWN = "report-files"  # grids the sweep did not write, drawn for the report
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 FLAGGED = ("constant", "mean image", "collapsed")  # what an evaluation may find: a done run so flagged is marked
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 16px;color:#222}
@@ -109,7 +108,7 @@ def table_specs(out: Path) -> list[SweepSpec]:
 def view(run: RunSpec, out: Path) -> RunView:
     state, samples, detail = run_state(run, out)
     folder = run.folder(out)
-    log = ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS) if (folder / LOG).exists() else []
+    log = read_log(folder / LOG, LOG_KEYS) if (folder / LOG).exists() else []
     return RunView(run=run, folder=folder, state=state, samples=samples, detail=detail,
                    metrics=finished(run, out) if state == "done" else None, log=log,
                    diverged=(folder / FAILED).exists(), label=run.id)
@@ -228,7 +227,7 @@ def block_figures(spec: SweepSpec, data: str, dz: int, runs: list[RunView], pngs
                       lambda path: figures.vae_samples(seed0["vae"], path)))
     parts = []
     for name, caption, draw in drawn if seed0 else ():
-        path = spec.out / DRAWN / name
+        path = spec.out / REPORT_FILES / name
         newest = max((folder / CHECKPOINT).stat().st_mtime for folder in seed0.values())
         try:
             if not path.exists() or path.stat().st_mtime < newest:
@@ -429,11 +428,6 @@ def sweep_report(out: Path) -> Path:
     return page(out, f"{', '.join(s.what for s in specs)}; {len(runs)} runs", summary, counts, sections)
 
 
-def is_run(folder: Path) -> bool:
-    """A run folder: its checkpoint, or the files a finished run leaves (results kept without checkpoints)."""
-    return (folder / CHECKPOINT).exists() or ((folder / METRICS).exists() and (folder / LOG).exists())
-
-
 def run_folders(out: Path, depth: int = 3) -> list[Path]:
     """`out` itself if it is a run folder, else the run folders below it (at most `depth` levels down)."""
     if is_run(out):
@@ -447,22 +441,14 @@ def run_folders(out: Path, depth: int = 3) -> list[Path]:
 def folder_view(folder: Path, out: Path) -> RunView:
     """A run folder of `acai train` as the report shows it (its id: the folder's path below OUT)."""
     saved = (ckpt.load_torch(folder / CHECKPOINT) if (folder / CHECKPOINT).exists() else
-             ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS))
+             ckpt.read_json(folder / METRICS, METRICS_KEYS))
     config = TrainConfig.from_dict(saved["config"])
     label = folder.name if folder == out else folder.relative_to(out).as_posix()
     run = RunSpec(data=config.data, dz=config.arch(colors=1).dz, model=config.model, seed=config.seed, config=config)
-    log = ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS) if (folder / LOG).exists() else []
-    metrics = None
-    if ckpt.is_locked(folder):
-        state = "running"
-    elif (folder / FAILED).exists():
-        state = "failed"
-    elif (folder / METRICS).exists():
-        state, metrics = "done", ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS)
-    else:
-        state = "resumable"
-    samples = metrics["samples"] if metrics else samples_trained(folder, config.batch)
-    return RunView(run=run, folder=folder, state=state, samples=samples, detail="", metrics=metrics, log=log,
+    log = read_log(folder / LOG, LOG_KEYS) if (folder / LOG).exists() else []
+    now = folder_state(folder)  # a run folder holds a checkpoint or metrics.json: never "not started"
+    samples = now.metrics["samples"] if now.metrics else samples_trained(folder, config.batch)
+    return RunView(run=run, folder=folder, state=now.name, samples=samples, detail="", metrics=now.metrics, log=log,
                    diverged=(folder / FAILED).exists(), label=label)
 
 
@@ -471,7 +457,7 @@ def grid_of(view: RunView, out: Path) -> str:
     OUT/report-files/ again whenever the checkpoint is newer."""
     from acai.reproduce import figures
 
-    path = out / DRAWN / f"{view.label.replace('/', '-')}-interpolations.png"
+    path = out / REPORT_FILES / f"{view.label.replace('/', '-')}-interpolations.png"
     if not (view.folder / CHECKPOINT).exists():
         return '<p class="note">No checkpoint in this folder: no interpolations to draw.</p>'
     try:

@@ -31,7 +31,7 @@ from pathlib import Path
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError
 from acai.training.progress import Display
-from acai.training.run import samples_logged
+from acai.training.run_folder import samples_logged
 
 RECORD, FOLDER = "slurm.json", "slurm"
 # States in which a task may still run (held ones included: waiting on them shows their state).

@@ -1,9 +1,9 @@
 """`acai status OUT`: every run of a sweep with its state, and what each table still lacks.
 
-States: done (finished with the sweep's settings), running (a live process holds its
-folder), resumable (a checkpoint, nobody training it), failed (failed.json, or the
-SLURM task's error: why), not started; and, for a sweep on SLURM, queued (its task
-waits in the array). Read from the run folders, and from squeue for a SLURM array
+States (acai/training/run_folder.py `state`): done (finished with the sweep's settings),
+running (a live process holds its folder), resumable (a checkpoint, nobody training it),
+failed (failed.json, a finished run of other settings, or the SLURM task's error: why),
+not started; and, for a sweep on SLURM, queued (its task waits in the array). Read from the run folders, and from squeue for a SLURM array
 (OUT/slurm.json), so it works while a sweep runs, after its submitter died, and from
 another machine of a cluster.
 """
@@ -12,37 +12,26 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError
 from acai.reproduce.slurm import LIVE, read_record, result, squeue
-from acai.reproduce.plan import finished, read_sweep
-from acai.training.run import CHECKPOINT, FAILED, samples_logged
-
-
-def samples_trained(folder, batch: int) -> int:
-    """Samples of a run's last checkpoint: a run saves every few minutes between its evaluations, so the
-    log alone (the last evaluation's samples) can say 0 for a run that has trained for an hour."""
-    step = ckpt.saved_step(Path(folder) / CHECKPOINT)
-    return max(step * batch if step is not None else 0, samples_logged(folder))
+from acai.reproduce.plan import read_sweep
+from acai.training.run_folder import samples_trained, state as folder_state
 
 
 def run_state(run, out) -> tuple[str, int, str]:
     """-> (state, samples done, detail) of one run of a sweep."""
     folder = run.folder(out)
     budget = run.config.steps * run.config.batch
-    if ckpt.is_locked(folder):
+    now = folder_state(folder, run.config)
+    if now.name == "running":
         return "running", samples_trained(folder, run.config.batch), ""
-    if (folder / FAILED).exists():
-        failure = ckpt.read_json(folder / FAILED, {})
+    if now.name == "failed":
+        failure = now.failure()
         return "failed", failure.get("step", 0) * run.config.batch, failure.get("error", "")
-    try:
-        metrics = finished(run, out)
-    except ConfigError as error:
-        return "failed", 0, str(error)
-    if metrics is not None:
-        state = metrics.get("state", "ok")
-        return "done", metrics["samples"], "" if state == "ok" else state
-    if (folder / CHECKPOINT).exists():
+    if now.name == "done":
+        flag = now.metrics.get("state", "ok")
+        return "done", now.metrics["samples"], "" if flag == "ok" else flag
+    if now.name == "resumable":
         return "resumable", samples_trained(folder, run.config.batch), f"of {budget:,}"
     return "not started", 0, f"of {budget:,}"
 

@@ -10,7 +10,7 @@ from acai.reproduce import tables
 from acai.reproduce.plan import SweepSpec, collect, describe, finished, pixel_units, plan, write_sweep
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError
-from acai.training.run import FAILED
+from acai.training.run_folder import FAILED
 
 def reproduce(spec: SweepSpec, executor=None, progress: bool = True) -> str:
     """Run every unit of the sweep with `executor` (default: this process), then write the table

@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError
 from acai.core.data import Capability, DataError, offers
-from acai.training.run import CHECKPOINT, LOG, load_run
+from acai.training.run import load_run
+from acai.training.run_folder import CHECKPOINT, EVENTS, LOG, read_log
 from acai.training.loop import Hooks
 
-EVENTS = "tensorboard"  # RUN/tensorboard/
 CONVERTED = ".from-log"  # the suffix of the event files `convert` writes (replaced when converting again)
 PAIRS, STEPS = 4, 8  # the interpolation grid: PAIRS rows of STEPS images
 
@@ -122,7 +121,7 @@ def convert(out) -> list[str]:
             continue
         for old in events.glob(f"events.out.tfevents.*{CONVERTED}"):
             old.unlink()
-        history = ckpt.read_json_lines(log)
+        history = read_log(log)
         note = ""
         with SummaryWriter(str(events), filename_suffix=CONVERTED) as writer:
             for entry in history:

@@ -10,6 +10,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -103,11 +104,9 @@ def load_torch(path):
     return state
 
 
-# The keys that readers take from each file of a run folder, and the type of each (training/run.py
-# writes them all): a checkpoint (Run.state_dict), metrics.json (`finish`) and each line of log.jsonl.
+# The keys that readers take from a checkpoint (training/run.py's Run.state_dict), and the type of each; those
+# of a run folder's other files are in training/run_folder.py.
 CHECKPOINT_KEYS = {"config": dict, "model": dict, "optimizers": dict, "step": int, "history": list}
-METRICS_KEYS = {"config": dict, "samples": int, "seconds": (int, float), "samples_per_second": (int, float)}
-LOG_KEYS = {"samples": int}
 
 
 def _misfits(value, keys: dict) -> str:
@@ -152,8 +151,10 @@ def read_json(path, keys: dict | None = None):
     return value
 
 
-def read_json_lines(path, keys: dict | None = None) -> list:
-    """The objects of a JSON-lines file (log.jsonl), each with `keys` ({name: type}) if given."""
+def read_json_lines(path, keys: dict | None = None, remedy: Callable[[Path], str] | None = None) -> list:
+    """The objects of a JSON-lines file, each with `keys` ({name: type}) if given; an unreadable or damaged
+    file is a one-line ConfigError ending with `remedy(path)`, what to do about it (a run's log.jsonl:
+    training/run_folder.py `read_log`)."""
     path = Path(path)
     try:
         values = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -162,17 +163,9 @@ def read_json_lines(path, keys: dict | None = None) -> list:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         wrong = type(error).__name__
     if wrong:
-        # A run's log.jsonl is rewritten from its checkpoint, which holds the same history: with the
-        # checkpoint whole, the run needs only a resume, not to be trained again.
-        remedy = (f"its run's {CHECKPOINT_NAME} holds the same history: delete {path.name} and metrics.json, then "
-                  f"continue the run with --resume (acai reproduce: run it again), which rewrites both"
-                  if (path.parent / CHECKPOINT_NAME).exists() else
-                  f"delete the run folder {path.parent} and train it again")
-        raise ConfigError(f"{path} is unreadable or damaged ({wrong}); {remedy}") from None
+        what = remedy(path) if remedy is not None else "delete it (it is rewritten when what wrote it is redone)"
+        raise ConfigError(f"{path} is unreadable or damaged ({wrong}); {what}") from None
     return values
-
-
-CHECKPOINT_NAME = "checkpoint.pt"  # training.run.CHECKPOINT, which imports this module
 
 
 def cached_json(path, settings: dict, absent: dict | None = None) -> dict | None:

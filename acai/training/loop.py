@@ -15,7 +15,6 @@ acai/training/signals.py's.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import warnings
 from contextlib import ExitStack
@@ -31,27 +30,11 @@ from acai.core.evaluations import worst_state
 from acai.core.nets import to_device
 from acai.training.progress import Display, Progress, Silent
 from acai.training.machine import check_room, keep_freed_memory, native_bfloat16, resolve_device
-from acai.training.run import (CHECKPOINT, CLOCK, FAILED, LOG, LOSS_EVERY, METRICS, Run, RunFailed, evaluate, finish,
-                               open_run, save_checkpoint, save_logs, train_step)
+from acai.training.run import (LOSS_EVERY, Run, RunFailed, evaluate, finish, open_run, save_checkpoint, save_logs,
+                               train_step)
+from acai.training.run_folder import CHECKPOINT, FAILED, METRICS, clear_previous_run
 from acai.training.signals import Interrupted, StoppedUnsaved, stop_requests
 from acai.training.stacked import StackedStepper, check_stackable
-
-# What a run leaves in its folder besides its checkpoint: its results, its logs, and what was measured or
-# drawn from it (acai/measures/represent.py's probe.json and cluster.json, `acai report`'s page of it).
-# metrics.json first: it is what marks a run as done.
-RUN_FILES = (METRICS, FAILED, LOG, CLOCK, "probe.json", "cluster.json", "report.html")
-RUN_FOLDERS = ("tensorboard", "report-files")
-
-
-def clear_previous_run(out: Path) -> None:
-    """Remove what an earlier run left in `out` (its checkpoint deleted, or never written), before a fresh
-    run writes its step-0 checkpoint there: a folder's files belong to one run, so a fresh run killed early
-    is never shown as done with the earlier run's metrics, nor measured with its caches."""
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
-        shutil.rmtree(out / name, ignore_errors=True)
-
 
 def check_source(run: Run) -> None:
     """ConfigError now, not in the report after the training, for a data set with too few test images

@@ -7,7 +7,8 @@ own parameter group and applied by that group's Adam, as the release's
 classify the gradient-stopped features. `evaluate` runs the evaluations of
 acai/core/evaluations.py. A run folder holds checkpoint.pt (`Run.state_dict`),
 log.jsonl (one line per evaluation), metrics.json (`finish`) and, for a run
-that stopped on a non-finite loss, failed.json. acai/training/loop.py is the loop.
+that stopped on a non-finite loss, failed.json (acai/training/run_folder.py names
+them and reads them back). acai/training/loop.py is the loop.
 """
 from __future__ import annotations
 
@@ -23,17 +24,12 @@ import torch.nn.functional as F
 from acai.training import checkpoint as ckpt
 from acai.training.config import REPORTING_FIELDS, ConfigError, TrainConfig
 from acai.core.data import DataSource, get_source
-from acai.core.evaluations import EVALUATIONS, REPORTED
+from acai.core.evaluations import EVALUATIONS
 from acai.core.models import build
 from acai.core.nets import apply_init, dense
 from acai.training.machine import provenance, resolve_device
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
-LOG = "log.jsonl"
-# Training seconds and wall-clock time at each evaluation, one line each. Kept apart from log.jsonl, which
-# holds only what the run computed and so is identical for a killed-and-resumed run and an unbroken one.
-CLOCK = "clock.jsonl"
-FAILED = "failed.json"  # why a run stopped early (divergence); removed when it trains again
+from acai.training.run_folder import CHECKPOINT, CLOCK, LOG, METRICS, summarise
+
 LOSS_EVERY = 25  # steps between progress updates (and the losses a reporter sees)
 NOISE_STREAM, EVALUATION_STREAM = 1, 2  # tags that keep a run's random streams apart
 
@@ -228,46 +224,6 @@ def evaluate(run: Run) -> dict:
             result.update(evaluation(run, generator))
     run.model.train()
     return result
-
-
-def summarise(history: list[dict], window: int) -> dict:
-    """The reported value of each metric: median of its last `window` evaluations, and the state of
-    the last evaluation.
-
-    The release's rule (figures.ipynb, `get_final_value_median`: np.median of the last 20): one
-    undefined (NaN) value among them makes the reported value undefined, as an evaluation whose
-    interpolations all start and end on the same line does for Smoothness."""
-    recent = history[-window:]
-    summary = {}
-    for key in REPORTED:
-        values = [h[key] for h in recent if key in h]
-        if values:
-            summary[key] = float(np.median(values))
-    if recent and "state" in recent[-1]:
-        summary["state"] = recent[-1]["state"]
-    return summary
-
-
-def finished_run(folder, config: TrainConfig) -> dict | None:
-    """Is `folder` a finished run of `config`? -> its metrics (summarised with config's eval_window), or
-    None when it holds no finished run. A finished run of other settings is a ConfigError: never
-    silently reused, never silently overwritten. The one place that answers this question."""
-    folder = Path(folder)
-    if not (folder / METRICS).exists():
-        return None
-    metrics = ckpt.read_json(folder / METRICS, ckpt.METRICS_KEYS)
-    if TrainConfig.from_dict(metrics["config"]).trained_fields() != config.trained_fields():
-        raise ConfigError(f"{folder} holds a finished run with other settings; use another --out or delete it")
-    return {**metrics, **summarise(ckpt.read_json_lines(folder / LOG, ckpt.LOG_KEYS), config.eval_window)}
-
-
-def samples_logged(folder) -> int:
-    """Samples of the last evaluation logged (cheap: no checkpoint is loaded)."""
-    try:
-        lines = (Path(folder) / LOG).read_text().splitlines()
-        return json.loads(lines[-1])["samples"] if lines else 0
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def save_checkpoint(run: Run, out: Path) -> None:
