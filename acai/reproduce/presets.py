@@ -87,7 +87,6 @@ SHORT = Recipe(
         lr=1e-3,  # ten times the paper's, for the models without an entry below
         lr_warmup=2_048,  # samples over which the rate rises from 0: no blow-up on the first batches
         lr_decay="cosine",  # to 0 at the end of the run (or at lr_decay_over): the last evaluations settle
-        init="he",  # He's variance: the models leave the mean image at once (docs/results.md, "The initialisation")
     ),
     per_model={
         "baseline": dict(lr=3e-4),  # at 1e-3 it stayed at the mean image (3 of 3 seeds), at 3e-3 blew up (1 of 3)
