@@ -4,10 +4,11 @@
         [--at 40960 196608] [--json benchmarks/results/init-study.json]
 
 Each argument is LABEL=FOLDER: a sweep folder of `acai reproduce table1` (runs/lines-dz64/<model>/seed<N>/)
-or a folder of `acai train` run folders (<model>-s<seed>/ or anything holding log.jsonl). For every model,
+or a folder of `acai train` run folders (anything holding log.jsonl; a log kept without metrics.json or
+checkpoint.pt names its run by its folder, <model>-s<seed> or <model>-seed<seed>). For every model,
 label and seed it reads log.jsonl and prints: the samples at which Mean Distance first fell below 20e-3
 (the mean image scores ~30e-3 there), and Mean Distance and Smoothness at each --at budget (the
-evaluation at that sample count; runs that did not reach it are left out), mean ± std over seeds, with the
+evaluation at that sample count; runs that did not reach it are left out), mean ± std over seeds (np.std, as the tables), with the
 number of seeds still at the mean image (the evaluation's own state).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -33,11 +35,17 @@ def runs_under(folder: Path) -> dict[str, dict[int, list[dict]]]:
 
     found: dict = {}
     for log in sorted(folder.rglob("log.jsonl")):
-        metrics = log.parent / "metrics.json"
+        metrics, checkpoint = log.parent / "metrics.json", log.parent / "checkpoint.pt"
+        named = re.fullmatch(r"(\w+?)-s(?:eed)?(\d+)", log.parent.name)  # <model>-s<seed> or <model>-seed<seed>
         if metrics.exists():
             config = json.loads(metrics.read_text())["config"]
-        else:  # still training: the checkpoint holds the config
-            config = torch.load(log.parent / "checkpoint.pt", map_location="cpu", weights_only=False)["config"]
+        elif checkpoint.exists():  # still training: the checkpoint holds the config
+            config = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
+        elif named:  # a log kept without its run folder
+            config = {"model": named.group(1), "seed": int(named.group(2))}
+        else:
+            raise SystemExit(f"init_study: {log.parent} has no metrics.json or checkpoint.pt, and its name is not "
+                             f"<model>-s<seed>")
         found.setdefault(config["model"], {})[config["seed"]] = read_lines(log)
     return found
 
@@ -48,7 +56,7 @@ def spread(values: list[float], fmt: str) -> str:
         return "—"
     if len(values) == 1:
         return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.pstdev(values), fmt)}"
 
 
 def summary(logs: dict[int, list[dict]], budgets: list[int]) -> dict:

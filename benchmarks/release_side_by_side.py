@@ -13,7 +13,7 @@ line per evaluation with `samples`, `mean_distance`, `smoothness` (and the side'
 `draw` reads every file there, draws Mean Distance and Smoothness against samples, one panel per model
 (each seed a line, release dashed), and prints a markdown table: per run, the samples at which Mean
 Distance first falls below 20e-3 (leaving the mean image, whose Mean Distance is ~30e-3) and its values at
-the last evaluation; per model and side, mean ± std over seeds.
+the last evaluation; per model and side, mean ± std over seeds (np.std, as the tables).
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def spread(values: list[float], fmt: str) -> str:
         return "—"
     if len(values) == 1:
         return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.pstdev(values), fmt)}"
 
 
 def table(found: dict) -> str:

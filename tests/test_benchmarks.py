@@ -157,7 +157,7 @@ def test_release_side_by_side_normalises_both_sides_and_says_when_each_left_the_
     table = capsys.readouterr().out
     release_row = next(line for line in table.splitlines() if line.startswith("| baseline | release |"))
     acai_row = next(line for line in table.splitlines() if line.startswith("| baseline | acai |"))
-    assert "| 32k, 48k |" in release_row and "13.00 ± 1.41" in release_row and "0.250 ± 0.071" in release_row
+    assert "| 32k, 48k |" in release_row and "13.00 ± 1.00" in release_row and "0.250 ± 0.050" in release_row
     assert "| 32k |" in acai_row and "| 8.00 |" in acai_row
     assert (tmp_path / "sbs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sbs.main(["draw", "--results", str(tmp_path / "empty")]) == 2
@@ -176,5 +176,5 @@ def test_init_study_reads_each_labelled_folder_of_runs(tmp_path, capsys):
     release = next(line for line in rows if line.startswith("| vae | release |"))
     he = next(line for line in rows if line.startswith("| vae | he |"))
     assert "| not yet, not yet |" in release and "| 8k, 8k |" in he
-    assert "| 5.50 ± 0.71 | 0.350 ± 0.071 |" in he
+    assert "| 5.50 ± 0.50 | 0.350 ± 0.050 |" in he
     assert init_study.main([f"he={tmp_path / 'missing'}"]) == 2
