@@ -361,8 +361,8 @@ def make_parser() -> argparse.ArgumentParser:
                         f"--resume: the run's own)")
     p.add_argument("--recipe", default="paper", choices=list(RECIPES),
                    help="how the run learns: paper (Adam 1e-4, batch 64, constant rate), short (batch 16, a "
-                        "per-model rate, warm-up, cosine to 0 at the end of the run) or long (short, ACAI at "
-                        "2e-4); docs/faithfulness.md. The flags below override its fields")
+                        "per-model rate, warm-up, cosine to 0 at the end of the run, He's init) or long (short with "
+                        "the release's init, ACAI at 2e-4); docs/faithfulness.md. The flags below override its fields")
     p.add_argument("--batch", type=positive_int, default=None, help=f"default: the recipe's (paper: {PAPER.batch})")
     p.add_argument("--lr", type=finite_float, default=None,
                    help=f"Adam's rate for every group (default: the recipe's; paper: {PAPER.lr:g})")
