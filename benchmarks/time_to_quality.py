@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -38,6 +39,12 @@ from acai.training.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "reference" / "release-curves"
+
+
+def project_relative(path: Path) -> str:
+    """`path` as seen from the project's root (e.g. ../shared/reference/release-curves): a result file
+    names no folder of the machine it was made on."""
+    return os.path.relpath(Path(path).resolve(), ROOT)
 
 
 def first_reaching(entries: list[dict], mean_distance: float, smoothness: float) -> dict | None:
@@ -164,7 +171,7 @@ def main(argv=None) -> int:
     result = dict(date=time.strftime("%Y-%m-%d"), cpu=cpu_name(), torch=torch.__version__, threads=args.threads,
                   thresholds=dict(mean_distance=args.mean_distance, smoothness=args.smoothness),
                   command=" ".join(["python benchmarks/time_to_quality.py", *(argv or sys.argv[1:])]),
-                  release_source=str(args.release), release=release, ours=ours, ratio=ratio, missed=missed)
+                  release_source=project_relative(args.release), release=release, ours=ours, ratio=ratio, missed=missed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -178,3 +178,10 @@ def test_init_study_reads_each_labelled_folder_of_runs(tmp_path, capsys):
     assert "| not yet, not yet |" in release and "| 8k, 8k |" in he
     assert "| 5.50 ± 0.50 | 0.350 ± 0.050 |" in he
     assert init_study.main([f"he={tmp_path / 'missing'}"]) == 2
+
+
+def test_time_to_quality_records_the_release_curves_relative_to_the_project():
+    import time_to_quality
+
+    assert time_to_quality.project_relative(time_to_quality.RELEASE) == "../shared/reference/release-curves"
+    assert time_to_quality.project_relative(BENCHMARKS / "results") == "benchmarks/results"
