@@ -16,18 +16,18 @@ run's last reported value, its best evaluation, when it first reached the releas
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from release_side_by_side import RELEASE_CLASS  # the release's class name of each model
+
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "reference" / "release-curves"
 # Table 1 of the paper (Mean Distance, Smoothness after 2^24 samples); acai/reproduce/tables.py has them all.
 COLOURS = {"acai": "#d62728", "baseline": "#1f77b4", "vae": "#2ca02c"}
-RELEASE_MODELS = {"ACAI": "acai", "AEBaseline": "baseline", "VAE": "vae"}  # the release's class names
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -58,7 +58,7 @@ def release_runs(folder: Path) -> dict[str, dict]:
         for entry in entries:
             seconds += entry["train_seconds_since_last"]
             entry["train_seconds"], entry["smoothness"] = seconds, entry["mean_smoothness"]
-        model = RELEASE_MODELS.get(entries[0]["model"])
+        model = RELEASE_CLASS.get(entries[0]["model"])
         if model in COLOURS:  # the models of the long runs; the others' release curves are release_side_by_side.py's
             runs[path.stem] = dict(model=model, log=entries, seed=entries[0]["seed"])
     return runs
@@ -125,6 +125,8 @@ def figure(runs: dict, release: dict, paper: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from acai.reproduce.figures import save_figure
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.4), constrained_layout=True)
     for axis, key, scale in ((axes[0], "mean_distance", 1e3), (axes[1], "smoothness", 1.0)):
         for name, run in runs.items():
@@ -154,10 +156,7 @@ def figure(runs: dict, release: dict, paper: dict, path: Path) -> None:
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=7)
     fig.suptitle("Lines: long runs (solid: this trainer, preset long; dotted: GPU, paper's recipe), the release "
                  "(dashed) and the paper after 2²⁴ samples (horizontal lines)", fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:

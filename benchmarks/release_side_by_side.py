@@ -18,7 +18,6 @@ the last evaluation; per model and side, mean ± std over seeds (np.std, as the 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import re
@@ -40,10 +39,9 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def write_lines(path: Path, entries: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-    temporary.replace(path)
+    from acai.training.checkpoint import save_bytes  # atomic
+
+    save_bytes("".join(json.dumps(entry) + "\n" for entry in entries).encode(), path)
 
 
 def release_curve(path: Path) -> tuple[str, int, list[dict]]:
@@ -129,6 +127,8 @@ def figure(found: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from acai.reproduce.figures import save_figure
+
     fig, axes = plt.subplots(2, len(MODELS), figsize=(3.0 * len(MODELS), 5.6), sharex=True, constrained_layout=True)
     colours = {"release": "#7f7f7f", "acai": "#d62728"}
     for column, model in enumerate(MODELS):
@@ -154,10 +154,7 @@ def figure(found: dict, path: Path) -> None:
     fig.suptitle("The paper's recipe (Adam 1e-4, batch 64), the release's init, one thread per run: the release "
                  "(dashed) and acai (solid), one line per seed; dotted: 20e-3, below which a model has left the "
                  "mean image", fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv=None) -> int:

@@ -62,6 +62,17 @@ def save_png(image: Image.Image, path) -> Path:
     return Path(path)
 
 
+def save_figure(figure, path, dpi: int = 110) -> Path:
+    """A matplotlib figure as a PNG at `path` (atomic, as every picture), then closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    save_bytes(buffer.getvalue(), path)
+    return Path(path)
+
+
 def learning_curves(histories: dict[str, list[list[dict]]], paper: dict[str, tuple], path, title: str) -> Path:
     """Mean Distance and Smoothness against samples: one line per model (the mean over seeds), a band
     from the lowest to the highest seed, the paper's value (after 2^24 samples) as a tick on the right
@@ -121,11 +132,7 @@ def learning_curves(histories: dict[str, list[list[dict]]], paper: dict[str, tup
     figure.suptitle(title + "  (ticks on the right edge: the paper's values after 2²⁴ samples; ×: collapsed; "
                     "gaps: undefined)",
                     fontsize=9)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    save_bytes(buffer.getvalue(), path)
-    return Path(path)
+    return save_figure(figure, path)
 
 
 def axis_cap(key: str) -> float:

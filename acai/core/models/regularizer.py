@@ -284,6 +284,14 @@ def regularize(encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, .
     return model
 
 
+def _forward(part, x, what: str, remedy: str):
+    """part(x), or a ValueError "WHAT: the error's first line; REMEDY" when the part cannot take x."""
+    try:
+        return part(x)
+    except Exception as error:
+        raise ValueError(f"{what}: {_first_line(error)}; {remedy}") from None
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
@@ -311,22 +319,15 @@ def check_fit(model: Regularized, image_shape: tuple[int, ...]) -> None:
         with torch.random.fork_rng(devices=[]):
             device, dtype = _placement(model.encoder, model.decoder)
             x = torch.zeros(2, *image_shape, device=device, dtype=dtype)
-            try:
-                code = model.encoder(x)
-            except Exception as error:
-                raise ValueError(f"the encoder does not take images of image_shape {image_shape} (a batch of shape "
-                                 f"{tuple(x.shape)}): {_first_line(error)}; pass as image_shape the shape of one "
-                                 f"image the encoder reads") from None
+            code = _forward(model.encoder, x, f"the encoder does not take images of image_shape {image_shape} (a "
+                            f"batch of shape {tuple(x.shape)})",
+                            "pass as image_shape the shape of one image the encoder reads")
             if not isinstance(code, torch.Tensor) or code.dim() < 1 or len(code) != len(x):
                 got = tuple(code.shape) if isinstance(code, torch.Tensor) else type(code).__name__
                 raise ValueError(f"the encoder must return a tensor with one code per image; for a batch of shape "
                                  f"{tuple(x.shape)} it returned {got}")
-            try:
-                out = model.decoder(code)
-            except Exception as error:
-                raise ValueError(f"the decoder does not take the encoder's codes (shape {tuple(code.shape[1:])} per "
-                                 f"image): {_first_line(error)}; the decoder must read what the encoder "
-                                 f"returns") from None
+            out = _forward(model.decoder, code, f"the decoder does not take the encoder's codes (shape "
+                           f"{tuple(code.shape[1:])} per image)", "the decoder must read what the encoder returns")
             got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), *image_shape):
                 raise ValueError(f"the decoder returns images of shape {got}, but image_shape is {image_shape}: "
