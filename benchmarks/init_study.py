@@ -44,8 +44,8 @@ def runs_under(folder: Path) -> dict[str, dict[int, list[dict]]]:
         elif named:  # a log kept without its run folder
             config = {"model": named.group(1), "seed": int(named.group(2))}
         else:
-            raise SystemExit(f"init_study: {log.parent} has no metrics.json or checkpoint.pt, and its name is not "
-                             f"<model>-s<seed>")
+            raise ValueError(f"init_study: {log.parent} has no metrics.json or checkpoint.pt, and its name is not "
+                             f"<model>-s<seed>; rename it so")
         found.setdefault(config["model"], {})[config["seed"]] = read_lines(log)
     return found
 
@@ -114,7 +114,12 @@ def main(argv=None) -> int:
         if not folder or not Path(folder).is_dir():
             print(f"init_study: {item!r} is not LABEL=FOLDER with an existing folder", file=sys.stderr)
             return 2
-        study[label] = {model: summary(logs, args.at) for model, logs in runs_under(Path(folder)).items()}
+        try:
+            found = runs_under(Path(folder))
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+        study[label] = {model: summary(logs, args.at) for model, logs in found.items()}
     print(table(study, args.at))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

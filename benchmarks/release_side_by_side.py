@@ -169,9 +169,11 @@ def main(argv=None) -> int:
     draw.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.command == "collect":
-        missing = [str(p) for p in args.release + args.acai if not p.exists()]
+        missing = [str(p) for p in args.release if not p.is_file()] + [
+            str(p) for p in args.acai if not (p / "log.jsonl").is_file()]
         if missing:
-            print(f"release_side_by_side: not found: {', '.join(missing)}", file=sys.stderr)
+            print(f"release_side_by_side: not a curve file or a run folder with log.jsonl: {', '.join(missing)}",
+                  file=sys.stderr)
             return 2
         collect(args.release, args.acai, args.results)
         return 0
