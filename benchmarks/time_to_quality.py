@@ -44,7 +44,7 @@ RELEASE = ROOT.parent / "shared" / "reference" / "release-curves"
 def project_relative(path: Path) -> str:
     """`path` as seen from the project's root (e.g. ../shared/reference/release-curves): a result file
     names no folder of the machine it was made on."""
-    return os.path.relpath(Path(path).resolve(), ROOT)
+    return os.path.relpath(os.path.abspath(path), ROOT)  # abspath: a shared/ that is a link stays ../shared
 
 
 def first_reaching(entries: list[dict], mean_distance: float, smoothness: float) -> dict | None:
