@@ -218,3 +218,42 @@ def test_report_of_one_run_and_of_a_folder_of_runs(browser, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "holds no sweep" in capsys.readouterr().err
+
+
+def test_the_pixel_baseline_row_is_shown_once_under_the_probe_on_final_codes(tmp_path):
+    """Table 2's row for a dense layer on raw pixels: once per data set, in the markdown table and in the page's
+    results table alike, its accuracy (or "not measured") and the paper's under the probe on final codes."""
+    import re
+
+    from acai.reproduce import tables
+    from acai.reproduce.plan import pixel_accuracies, pixel_units, write_sweep
+    from acai.reproduce.tables import Cell
+    from acai.training import checkpoint as ckpt
+
+    spec = tiny_sweep("table2", tmp_path, datasets=("mnist", "svhn"), models=("baseline",), lines=False)
+    write_sweep(spec, [])  # nothing trained: the model rows say "not started", the pixel rows are read from OUT
+    mnist = pixel_units(spec)[0]
+    ckpt.save_json({**mnist.probe, "accuracy": 91.234}, tmp_path / f"{mnist.id}.json")  # as PixelUnit caches it
+
+    cells = {("mnist", 32): {"baseline": {"probe_accuracy": Cell([80.0], ["ok"]), "final_probe": Cell([85.0], ["ok"])}}}
+    markdown, _ = tables.render(spec.table, cells, 1, "header", pixel_accuracies(spec))
+    rows = [line.strip("| ").split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
+    header = rows[0]
+    final, paper = header.index("Probe on final codes (%)"), header.index("Paper: Probe on final codes (%)")
+    pixels = {row[0]: row for row in rows if row[1] == "pixels"}
+    assert list(pixels) == ["mnist", "svhn"]
+    assert (pixels["mnist"][final], pixels["mnist"][paper]) == ("91.23", "92.31")
+    assert (pixels["svhn"][final], pixels["svhn"][paper]) == ("not measured", "23.48")
+    assert markdown.count("91.23") == markdown.count("92.31") == 1
+
+    page = write_report(tmp_path).read_text()
+    table = re.search(r'<table class="results">(.*?)</table>', page, re.S).group(1)
+    header = re.findall(r"<th[^>]*>(.*?)</th>", table)
+    html_rows = dict(re.findall(r'<tr data-pixels="([^"]*)">(.*?)</tr>', table))
+    assert list(html_rows) == ["mnist", "svhn"]
+    ours = header.index("Probe on final codes (%): ours")
+    mnist_cells, svhn_cells = (re.findall(r"<td[^>]*>(.*?)</td>", html_rows[data]) for data in ("mnist", "svhn"))
+    assert len(mnist_cells) == len(header) and mnist_cells[:3] == ["mnist", "pixels", pixels["mnist"][2]]
+    assert (mnist_cells[ours], mnist_cells[ours + 2]) == ("91.23", "92.31")
+    assert (svhn_cells[ours], svhn_cells[ours + 2]) == ("not measured", "23.48")
+    assert page.count("91.23") == page.count("92.31") == 1

@@ -105,7 +105,8 @@ def test_tables_2_and_3_share_runs_and_print_the_paper(tmp_path, data_root, caps
     assert all(0 <= r["cluster_accuracy"] <= 100 for r in rows)
     assert (out / "table2.csv").exists() and (out / "pixels-mnist.json").exists()
     pixels = json.loads((out / "pixels-mnist.json").read_text())["accuracy"]
-    assert f"raw pixels of mnist: {pixels:.2f} %" in (out / "report.html").read_text()  # not "not measured"
+    page = (out / "report.html").read_text()
+    assert 'data-pixels="mnist">' in page and f"<td>{pixels:.2f}</td><td>—</td><td>92.31</td>" in page  # measured
 
 
 def test_figures_draw_every_model_and_vae_samples(tmp_path, data_root):

@@ -321,6 +321,11 @@ def pixel_units(spec: SweepSpec) -> list[PixelUnit]:
             for data in spec.datasets] if spec.table.pixel_baseline else []
 
 
+def pixel_accuracies(spec: SweepSpec) -> dict[str, float | None]:
+    """{data set: the accuracy of its pixel baseline, None while not measured}, for a table that has one."""
+    return {unit.data: (unit.result() or {}).get("accuracy") for unit in pixel_units(spec)}
+
+
 def after_training(spec: SweepSpec) -> tuple[tuple[After, dict], ...]:
     return tuple((measurement, measurement.options(spec)) for measurement in spec.table.after)
 

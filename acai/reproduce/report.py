@@ -5,10 +5,11 @@ OUT/TABLE.json an earlier sweep wrote into the same folder (table2 and table3 sh
 * Each table, recomputed from the run folders: ours as mean ± std over seeds with the number of
   seeds, the paper's number and our difference to it. A cell names its unfinished, failed, collapsed
   or diverged runs; **bold** is the best model whose every seed finished and is defined and unflagged.
+  Table 2 adds the pixel baseline's row of each data set (tables.pixel_row, as in the markdown table).
 * For every (data set, d_z): the interpolation grids and samples (the PNGs the sweep wrote, else drawn
   from seed 0's checkpoints into OUT/report-files/), and the learning curve of every metric of
-  log.jsonl against samples for every run, as inline SVG (hover a point or a legend entry: CSS and
-  SVG titles only, no script).
+  log.jsonl against samples for every run, as inline SVG (acai/reproduce/charts.py; hover a point or a
+  legend entry: CSS and SVG titles only, no script).
 * Every run: its state (acai/reproduce/status.py), seed, samples, wall time, samples/s, acai version and git
   commit, torch version, device, and configuration.
 Images are embedded as data: URIs: the page opens anywhere, without network or other files.
@@ -29,10 +30,10 @@ import numpy as np
 from acai import __version__
 from acai.core.data import DataError
 from acai.core.models import MODELS
-from acai.reproduce import tables
-from acai.reproduce.plan import SWEEP, RunSpec, SweepSpec, describe, finished, pixel_units, read_sweep
+from acai.reproduce import charts, tables
+from acai.reproduce.plan import SWEEP, RunSpec, SweepSpec, describe, finished, pixel_accuracies, read_sweep
 from acai.reproduce.status import run_state
-from acai.reproduce.tables import PAPER_PIXELS, TABLES, Cell, Measure, Table, paper_text
+from acai.reproduce.tables import TABLES, Cell, Measure, Table, paper_text
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError, TrainConfig
 from acai.training.machine import source_commit
@@ -46,7 +47,8 @@ REMEDY = "make the folder writable, or copy it somewhere writable and run acai r
 def esc(value) -> str:
     """Any text from a path, a config or a file, for HTML text and attribute values alike (quotes too)."""
     return html.escape(str(value), quote=True)
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
 FLAGGED = ("constant", "mean image", "collapsed")  # what an evaluation may find: a done run so flagged is marked
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 16px;color:#222}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
@@ -55,9 +57,7 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}.best{font-weight:700}.better{co
 .banner{padding:8px 12px;border-left:4px solid #d08a00;background:#fff7e6}
 figure{display:inline-block;margin:0 16px 16px 0;vertical-align:top}figcaption{font-size:12px;color:#444}
 img{image-rendering:pixelated;max-width:100%}pre{font-size:11px;margin:0;text-align:left}
-.series polyline{fill:none;stroke-width:1.4}.series:hover polyline{stroke-width:3}circle{stroke-width:1.5}
-circle.bad{fill:#fff}.runs td.n{white-space:nowrap}.legend span{margin-right:12px;white-space:nowrap;cursor:default}
-.charts{display:flex;flex-wrap:wrap;gap:0 12px}h4{margin:6px 0 0}svg text{font-size:11px;fill:#333}.axis{stroke:#888}.gridline{stroke:#eee}"""
+.runs td.n{white-space:nowrap}h4{margin:6px 0 0}"""
 
 
 @dataclass(kw_only=True)
@@ -161,9 +161,10 @@ def cell_html(cell: Cell, missing: dict[str, int], n: int, paper, measure: Measu
             f'<td>{paper_text(paper, measure.digits)}</td>{diff or "<td>—</td>"}')
 
 
-def results_html(table: Table, blocks: dict, spec: SweepSpec | None) -> list[str]:
-    """The rows of a results table: blocks {(data, dz): {row label: [RunView of each seed]}}. "Best" is
-    tables.best_models's, the one that bolds the markdown table."""
+def results_html(table: Table, blocks: dict, spec: SweepSpec | None, pixels: dict | None = None) -> list[str]:
+    """The rows of a results table: blocks {(data, dz): {row label: [RunView of each seed]}}, then the pixel
+    baseline's row of each data set in `pixels` ({data: accuracy or None}, as tables.render takes it).
+    "Best" is tables.best_models's, the one that bolds the markdown table."""
     head = "".join(f"<th>{html.escape(m.heading)}: ours</th><th>seeds</th><th>paper</th><th>ours − paper</th>"
                    for m in table.measures)
     lines = [f'<table class="results"><tr><th class="l">Data</th><th>d_z</th><th class="l">Model</th>{head}'
@@ -180,6 +181,11 @@ def results_html(table: Table, blocks: dict, spec: SweepSpec | None) -> list[str
             lines.append(f'<tr data-block="{esc(data)}-dz{esc(dz)}" data-model="{esc(label)}"><td class="l">'
                          f'{esc(data)}</td><td>{esc(dz)}</td><td class="l">{esc(label)}</td>{row}'
                          f"<td>{f'{np.mean(rates):.0f}' if rates else '—'}</td></tr>")
+    for data, accuracy in (pixels or {}).items():
+        dz, model, measures = tables.pixel_row(table, data, accuracy)
+        row = "".join(f"<td>{esc(ours)}</td><td>—</td><td>{esc(paper)}</td><td>—</td>" for ours, paper in measures)
+        lines.append(f'<tr data-pixels="{esc(data)}"><td class="l">{esc(data)}</td><td>{esc(dz)}</td>'
+                     f'<td class="l">{esc(model)}</td>{row}<td>—</td></tr>')
     lines.append("</table>")
     return lines
 
@@ -192,12 +198,7 @@ def table_html(spec: SweepSpec, runs: dict[str, RunView]) -> str:
     blocks = {(data, dz): {model: [runs[spec.run(data, dz, model, seed).id] for seed in range(spec.seeds)]
                            for model in spec.models}
               for data in spec.datasets for dz in spec.latent_sizes(data)}
-    lines += results_html(table, blocks, spec)
-    for unit in pixel_units(spec):
-        result = unit.result()
-        ours = f"{result['accuracy']:.2f} %" if result else "not measured"
-        lines.append(f'<p class="note">Dense layer on the raw pixels of {esc(unit.data)}: {ours} '
-                     f"(paper {PAPER_PIXELS.get(unit.data, math.nan):.2f} %).</p>")
+    lines += results_html(table, blocks, spec, pixel_accuracies(spec))
     lines += [f'<p class="note">{html.escape(note)}</p>' for note in table.notes]
     return "\n".join(lines)
 
@@ -238,86 +239,29 @@ def block_figures(spec: SweepSpec, data: str, dz: int, runs: list[RunView], pngs
     return "".join(parts) or '<p class="note">No grid: no seed 0 has finished.</p>'
 
 
-def ticks(low: float, high: float, log: bool) -> list[float]:
-    if log:
-        return [10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
-    step = 10 ** math.floor(math.log10((high - low) / 4 or 1))
-    step *= next(f for f in (1, 2, 5, 10) if (high - low) / (step * f) <= 6)
-    return [k * step for k in range(math.ceil(low / step), math.floor(high / step) + 1)]
-
-
-def short(x: float) -> str:
-    for size, unit in ((1e6, "M"), (1e3, "k")):
-        if abs(x) >= size:
-            return f"{x / size:.3g}{unit}"
-    return f"{x:.3g}"
-
-
 def chart(metric: str, runs: list[RunView], paper: dict, scale: float, by_run: bool = False) -> str:
-    """One metric against samples: a line per run (colour: model), a point per evaluation (hollow red: a
-    flagged state), the paper's value as a tick on the right edge; log scale when it spans > 20x.
+    """One metric against samples: a line per run (colour: its model), a point per evaluation (hollow: a
+    flagged state), the paper's value per model as a tick on the right edge.
     `by_run`: a colour per run, named by its label (runs of one model side by side)."""
-    series = [(v, [(e["samples"], scale * e[metric], e.get("state", "ok")) for e in v.log
-                   if isinstance(e.get(metric), (int, float))]) for v in runs]
-    series = [(v, points) for v, points in series if points]
-    ys = [y for _, points in series for _, y, _ in points if math.isfinite(y)] + list(paper.values())
-    if not ys:
-        return ""
-    x_max = max(x for _, points in series for x, _, _ in points) or 1
-    low, high = min(ys), max(ys)
-    log = low > 0 and high / low > 20
-    if log:
-        low, high = 10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high))
-    elif high - low < 1e-12:
-        low, high = low - 1, high + 1
-    W, H, L, R, T, B = 560, 280, 58, 22, 12, 34
-
-    def sx(x):
-        return L + (W - L - R) * x / x_max
-
-    def sy(y):
-        f = (math.log10(y) - math.log10(low)) / (math.log10(high) - math.log10(low)) if log else (y - low) / (high - low)
-        return T + (H - T - B) * (1 - f)
-
-    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">']
-    for y in ticks(low, high, log):
-        out.append(f'<line class="gridline" x1="{L}" x2="{W - R}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
-                   f'<text x="{L - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{short(y)}</text>')
-    for x in ticks(0, x_max, False):
-        out.append(f'<text x="{sx(x):.1f}" y="{H - B + 16}" text-anchor="middle">{short(x)}</text>')
-    out.append(f'<path class="axis" fill="none" d="M{L} {T}V{H - B}H{W - R}"/>'
-               f'<text x="{(L + W - R) / 2}" y="{H - 4}" text-anchor="middle">training samples</text>')
     models = list(MODELS)
-    for index, (v, points) in enumerate(series):
-        colour = (COLOURS[index % len(COLOURS)] if by_run else
-                  COLOURS[models.index(v.run.model) % len(COLOURS)] if v.run.model in models else "#000")
-        name = (v.label if by_run else f"{v.run.model} seed {v.run.seed}") + ("" if v.flag == "ok" else f" ({v.flag})")
-        out.append(f'<g class="series m-{esc(v.run.model)}" stroke="{colour}"><title>{esc(name)}</title>')
-        segment = []
-        for x, y, _ in points + [(0, math.nan, "")]:  # a NaN (undefined) breaks the line
-            if math.isfinite(y):
-                segment.append(f"{sx(x):.1f},{sy(y):.1f}")
-            elif segment:
-                out.append(f'<polyline points="{" ".join(segment)}"/>')
-                segment = []
-        for x, y, state in points:
-            if math.isfinite(y):
-                bad, said = ("", "") if state == "ok" else (' class="bad"', f", {esc(state)}")
-                out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"{bad}>'
-                           f"<title>{html.escape(name)}: {x:,} samples, {y:.4g}{said}</title></circle>")
-        out.append("</g>")
-    for model, value in paper.items():
-        colour = COLOURS[models.index(model) % len(COLOURS)]
-        out.append(f'<line x1="{W - R}" x2="{W - R + 10}" y1="{sy(value):.1f}" y2="{sy(value):.1f}" stroke="{colour}" '
-                   f'stroke-width="3"><title>paper, {esc(model)}: {value:g}</title></line>')
-    out.append("</svg>")
-    legend = "".join(f'<span class="m-{esc(m)}"><b style="color:{COLOURS[models.index(m) % len(COLOURS)]}">■</b> '
-                     f'{esc(m)}</span>'
-                     for m in dict.fromkeys(v.run.model for v, _ in series) if m in models)
+
+    def colour(model: str) -> str:  # a composed model (BASE+acai) has no colour of its own
+        return charts.colour(models.index(model)) if model in models else "#000"
+
+    logged = [(v, [e for e in v.log if isinstance(e.get(metric), (int, float))]) for v in runs]
+    logged = [(v, entries) for v, entries in logged if entries]
+    series = [charts.Series(
+        name=(v.label if by_run else f"{v.run.model} seed {v.run.seed}") + ("" if v.flag == "ok" else f" ({v.flag})"),
+        points=[(e["samples"], scale * e[metric]) for e in entries],
+        colour=charts.colour(index) if by_run else colour(v.run.model), group=v.run.model,
+        flagged={i: e["state"] for i, e in enumerate(entries) if e.get("state", "ok") != "ok"})
+        for index, (v, entries) in enumerate(logged)]
     if by_run:
-        legend = "".join(f'<span><b style="color:{COLOURS[i % len(COLOURS)]}">■</b> {html.escape(v.label)}</span>'
-                         for i, (v, _) in enumerate(series))
-    return f'<figure class="chart">{"".join(out)}<figcaption class="legend">{legend}</figcaption></figure>'
+        legend = [charts.Key(v.label, s.colour) for (v, _), s in zip(logged, series)]
+    else:
+        legend = [charts.Key(m, colour(m), m) for m in dict.fromkeys(v.run.model for v, _ in logged) if m in models]
+    marks = [charts.Mark(f"paper, {model}", value, colour(model)) for model, value in paper.items()]
+    return charts.line_chart(series, "training samples", "samples", marks, legend)
 
 
 def curves(data: str, dz: int, runs: list[RunView], by_run: bool = False) -> str:
@@ -387,9 +331,8 @@ def page(out: Path, title: str, summary: str, counts: dict, sections: list[str])
         f'<p class="banner">Not every run is finished and unflagged ({esc(summary)}): the cells and the list of '
         f"runs name them.</p>")
     commit, dirty = source_commit()
-    hover = "".join(f"figure.chart:has(.m-{m}:hover) .series:not(.m-{m}){{opacity:.12}}" for m in MODELS)
     text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>acai report: {html.escape(str(out))}'
-            f"</title><style>{CSS}{hover}</style></head><body><h1>acai report</h1>"
+            f"</title><style>{CSS}{charts.CSS}{charts.hover_css(MODELS)}</style></head><body><h1>acai report</h1>"
             f'<p class="note">{html.escape(str(out.resolve()))}: {html.escape(title)} ({esc(summary)}). Written '
             f"{time.strftime('%Y-%m-%d %H:%M')} by acai {__version__}"
             f"{f', commit {commit[:10]}' if commit else ''}{' + uncommitted changes' if dirty else ''}.</p>{banner}"

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from acai.reproduce import tables
-from acai.reproduce.plan import SweepSpec, collect, describe, finished, pixel_units, plan, write_sweep
+from acai.reproduce.plan import SweepSpec, collect, describe, finished, pixel_accuracies, plan, write_sweep
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError
 from acai.training.run_folder import FAILED
@@ -47,14 +47,8 @@ def write_results(spec: SweepSpec, seconds: float | None = None) -> str:
     markdown = ""
     if spec.table.measures:
         cells, rates = collect(spec)
-        extra = []
-        for unit in pixel_units(spec):
-            result = unit.result()
-            if result is not None:
-                extra.append(f"| {unit.data} | pixels | dense layer on pixels (classify_fc.py protocol) | — | — | "
-                             f"{result['accuracy']:.2f} | {tables.PAPER_PIXELS.get(unit.data, float('nan')):.2f} |")
         header = f"{spec.table.title}. {describe(spec)}"
-        markdown, rows = tables.render(spec.table, cells, spec.seeds, header, extra, rates)
+        markdown, rows = tables.render(spec.table, cells, spec.seeds, header, pixel_accuracies(spec), rates)
         if seconds is not None:
             markdown += f"\nWall time of this command: {seconds:.0f} s.\n"
         tables.write(markdown, rows, spec.out, spec.table.name)

@@ -250,8 +250,21 @@ def verdict(table: Table, data: str, dz: int, by_model: dict, m: Measure) -> str
     return f"{data} d_z={dz}, {m.heading}: best {best or 'none (no model eligible)'}{place} (paper: best {paper_best or '—'})."
 
 
-def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), rates: dict | None = None) -> tuple[str, list[dict]]:
-    """cells: {(data, dz): {model: {measure key: Cell}}} -> (markdown, rows for csv/json).
+def pixel_row(table: Table, data: str, accuracy: float | None) -> tuple[str, str, list[tuple[str, str]]]:
+    """The row of the paper's baseline on `data`, a dense layer trained on its raw pixels (`accuracy`: ours,
+    None while not measured), as the markdown table and the report both show it: the texts of its d_z and
+    model columns, then (ours, paper) under each of the table's measures. It fills the columns of the
+    probe on final codes, the other probe trained on fixed inputs; the others hold —."""
+    measures = [("not measured" if accuracy is None else f"{accuracy:.{m.digits}f}",
+                 paper_text(PAPER_PIXELS.get(data), m.digits)) if m.after is FINAL_PROBE else ("—", "—")
+                for m in table.measures]
+    return "pixels", "dense layer on pixels (classify_fc.py protocol)", measures
+
+
+def render(table: Table, cells: dict, seeds: int, header: str, pixels: dict | None = None,
+           rates: dict | None = None) -> tuple[str, list[dict]]:
+    """cells: {(data, dz): {model: {measure key: Cell}}} -> (markdown, rows for csv/json); pixels: {data:
+    the accuracy of the pixel baseline or None} for a table with its rows (Table.pixel_baseline).
 
     **bold** marks the best eligible model of each measure in each (data, d_z) block; the verdict
     lines under the table name it beside the paper's best."""
@@ -284,7 +297,10 @@ def render(table: Table, cells: dict, seeds: int, header: str, extra_rows=(), ra
             lines.append(f"| {data} | {dz} | {model} | " + " | ".join(texts) +
                          (f" | {'—' if rate is None else f'{rate:.0f}'} |" if rates else " |"))  # a failed run has no rate
             rows.append(row)
-    lines += list(extra_rows)
+    for data, accuracy in (pixels or {}).items():
+        dz, model, measures = pixel_row(table, data, accuracy)
+        lines.append(f"| {data} | {dz} | {model} | " + " | ".join(text for pair in measures for text in pair) +
+                     (" | — |" if rates else " |"))
     lines += regularizer_effect(table, cells, rates)
     draws = "that draws lines (not the mean image), " if any(data == "lines" for data, _ in cells) else ""
     lines += [""] + verdicts + [f"{seeds} seed{'s' if seeds > 1 else ''} per model; cells are mean ± std over "
