@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import math
 import os
 import signal
@@ -14,15 +16,20 @@ try:  # torch takes seconds to load, and `acai` imports this module first: Ctrl-
     import torch
 
     from acai.core.data import Capability, DataError, offers
+    from acai.core.lines import INTERPOLATIONS
     from acai.core.models import MODELS, NAMES
     from acai.core.nets import INITS
-    from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS
-    from acai.reproduce.plan import STACK
+    from acai.measures.represent import PROTOCOLS, cluster_run, linear_probe, pixel_probe, run_probe
+    from acai.reproduce.executors import Local
+    from acai.reproduce.figures import interpolation_rows, random_code_images
+    from acai.reproduce.plan import SWEEP_PRECISIONS, SWEEP_RECIPES, SweepSpec
     from acai.reproduce.presets import PRESETS, RECIPES
+    from acai.reproduce.slurm import Slurm
     from acai.reproduce.tables import TABLES
     from acai.training.config import LR_DECAYS, MAX_SEED, PRECISIONS, ConfigError, TrainConfig
     from acai.training.run import RunFailed
     from acai.training.signals import Interrupted, StoppedUnsaved
+    from acai.training.stacked import DEFAULT_STACK, STACK, stacks
 except KeyboardInterrupt:
     print("acai: stopped by SIGINT while starting; nothing was done", file=sys.stderr, flush=True)
     # Not SystemExit: a Ctrl-C that lands in an exec() of source text (dataclasses make their __init__
@@ -30,6 +37,22 @@ except KeyboardInterrupt:
     os._exit(128 + signal.SIGINT)
 
 PAPER = TrainConfig()  # the paper's settings (SPEC 3): the defaults of the flags below are read from it
+
+
+def declared(owner, name: str):
+    """The default that `owner`, a dataclass or a function, declares for `name`: a flag that sets it takes
+    its default from there, so that the default is written once."""
+    if dataclasses.is_dataclass(owner):
+        field = next(f for f in dataclasses.fields(owner) if f.name == name)
+        if field.default is not dataclasses.MISSING:
+            return field.default
+        if field.default_factory is not dataclasses.MISSING:
+            return field.default_factory()
+    else:
+        default = inspect.signature(owner).parameters[name].default
+        if default is not inspect.Parameter.empty:
+            return default
+    raise TypeError(f"{owner.__qualname__} declares no default for {name}")
 
 
 def parse_hparams(items: list[str]) -> dict:
@@ -68,10 +91,11 @@ def duration(seconds: float) -> str:
 
 class Estimate:
     """An after_step hook: once `measure` steps are timed, one line saying how long the rest of the
-    budget will take at that rate. Timing starts at step `skip`: the first steps are slow (warm-up)."""
+    budget will take at that rate, `runs` runs of `steps` steps one after another. Timing starts at
+    step `skip`: the first steps are slow (warm-up)."""
 
-    def __init__(self, steps: int, batch: int, skip: int = 5, measure: int = 20):
-        self.steps, self.batch, self.skip, self.measure = steps, batch, skip, measure
+    def __init__(self, steps: int, batch: int, skip: int = 5, measure: int = 20, runs: int = 1):
+        self.steps, self.batch, self.skip, self.measure, self.runs = steps, batch, skip, measure, runs
         self.start: tuple[int, float] | None = None
         self.said = False
 
@@ -84,9 +108,10 @@ class Estimate:
         timed = step - self.start[0]
         if timed >= self.measure:
             rate = timed * self.batch / (time.perf_counter() - self.start[1])
-            print(f"acai: at {rate:,.0f} samples/s the {self.steps * self.batch:,} samples will take about "
-                  f"{duration((self.steps - step) * self.batch / rate)} more; pass --samples N for a shorter run",
-                  file=sys.stderr, flush=True)
+            budget = f"{self.steps * self.batch:,} samples" + (f" of each of {self.runs} runs" if self.runs > 1 else "")
+            left = self.steps - step + (self.runs - 1) * self.steps
+            print(f"acai: at {rate:,.0f} samples/s the {budget} will take about {duration(left * self.batch / rate)} "
+                  f"more; pass --samples N for a shorter run", file=sys.stderr, flush=True)
             self.said = True
 
 
@@ -104,7 +129,6 @@ def train_config(args) -> TrainConfig:
 
 
 def cmd_train(args) -> None:
-    import dataclasses
     from contextlib import ExitStack
 
     from acai.training.loop import Hooks, train
@@ -116,6 +140,14 @@ def cmd_train(args) -> None:
         first = out / f"seed{args.seed}" if args.seeds > 1 else out
         args.samples = (saved_budget(first) if args.resume else None) or PAPER.samples
     config = train_config(args)
+    if args.seeds == 1:
+        configs, outs = [config], [out]
+    else:  # K seeds, each in its own OUT/seed{s}/ run folder
+        configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
+        outs = [out / f"seed{c.seed}" for c in configs]
+    # Together with stacked weights, or one after another: the rule a sweep's plan follows too.
+    pairs = list(zip(configs, outs))
+    groups = [pairs] if stacks(args.stack, configs) else [[pair] for pair in pairs]
 
     def shown(metrics: dict) -> str:
         keys = ("mean_distance", "smoothness", "probe_accuracy", "samples", "seconds")
@@ -129,12 +161,8 @@ def cmd_train(args) -> None:
                   f"--samples N for a shorter run (e.g. --samples 65536); a time estimate follows after the first "
                   f"steps", file=sys.stderr, flush=True)
 
-        hooks = Hooks(before_training=announce, after_step=Estimate(config.steps, config.batch))
-    if args.seeds == 1:
-        configs, outs = [config], [out]
-    else:  # K seeds trained at once with stacked weights, each in its own OUT/seed{s}/ run folder
-        configs = [dataclasses.replace(config, seed=args.seed + k) for k in range(args.seeds)]
-        outs = [out / f"seed{c.seed}" for c in configs]
+        hooks = Hooks(before_training=announce, after_step=Estimate(config.steps, config.batch, runs=len(groups)))
+    results = []
     with ExitStack() as held:
         if args.tensorboard:  # event files in each run folder's tensorboard/, written through the loop's hooks
             from acai.reproduce.tensorboard_log import Writer
@@ -142,7 +170,11 @@ def cmd_train(args) -> None:
             board = held.enter_context(Writer()).hooks()
             hooks = dataclasses.replace(board, before_training=hooks.before_training, after_step=hooks.after_step) \
                 if hooks is not None else board
-        results = train(configs, outs, resume=args.resume, progress=not args.quiet, hooks=hooks)
+        for group in groups:
+            results += train([config for config, _ in group], [out for _, out in group], resume=args.resume,
+                             progress=not args.quiet, hooks=hooks)
+            if hooks is not None:  # the budget is announced once, before the first run
+                hooks = dataclasses.replace(hooks, before_training=None)
     for metrics, out in zip(results, outs):
         prefix = f"seed {metrics['seed']}: " if args.seeds > 1 else ""
         print(f"{prefix}{shown(metrics)} -> wrote {out / METRICS}")
@@ -205,19 +237,17 @@ def cmd_samples(args) -> None:
 
 def reproduce_spec(args):
     """The SweepSpec that `acai reproduce` runs, from its flags."""
-    from acai.reproduce.plan import SweepSpec
-
     preset = PRESETS[args.preset]
     suffix = ("" if args.precision == "preset" else f"-{args.precision}") + (
         "-paper-recipe" if args.recipe == "paper" and args.preset != "paper" else "") + (
         "" if args.lr is None else f"-lr{args.lr:g}") + ("" if args.init is None else f"-init-{args.init}")
+    chosen = {name: tuple(getattr(args, name)) for name in ("models", "datasets", "latents") if getattr(args, name)}
     return SweepSpec(what=args.what, out=args.out or f"results/{args.what}-{args.preset}{suffix}", preset=preset,
-                     seeds=args.seeds or preset.seeds, models=tuple(args.models or MODELS),
-                     datasets=tuple(args.datasets or ()), latents=tuple(args.latents or ()), device=args.device,
+                     seeds=args.seeds or preset.seeds, device=args.device,
                      precision=args.precision, recipe=args.recipe, data_dir=args.data_dir, stack=args.stack,
                      overrides={name: getattr(args, name) for name in ("lr", "init") if getattr(args, name) is not None},
                      probe_samples=args.probe_samples,
-                     restarts=args.restarts, iterations=args.iterations)
+                     restarts=args.restarts, iterations=args.iterations, **chosen)  # the others: the spec's defaults
 
 
 def inline_executor(args):
@@ -227,14 +257,10 @@ def inline_executor(args):
 
 
 def local_executor(args):
-    from acai.reproduce.executors import Local
-
     return Local(args.workers, args.threads)
 
 
 def slurm_executor(args):
-    from acai.reproduce.slurm import Slurm
-
     return Slurm(partition=args.slurm_partition, gpus_per_task=args.gpus_per_task, time_limit=args.time_limit,
                  max_parallel=args.max_parallel)
 
@@ -271,7 +297,8 @@ def cmd_probe(args) -> None:
 
     if (args.run is None) == (args.data is None):
         raise ConfigError("give either a run folder (its codes) or --data NAME (raw pixels), not both or neither")
-    protocol = args.protocol or ("tandem" if args.run is not None else "classify_fc")
+    # Without --protocol, each probe's own: the tandem probe's for a run's codes, classify_fc for pixels.
+    protocol = args.protocol or declared(run_probe if args.run is not None else pixel_probe, "protocol")
     options = dict(samples=args.samples, eval_every=args.eval_every, window=args.window, seed=args.seed,
                    progress=show_progress(args), protocol=protocol)
     if args.run is not None:
@@ -355,7 +382,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one autoencoder")
     p.add_argument("--model", required=True, choices=list(NAMES),
                    help=f"one of {', '.join(MODELS)}, or BASE+acai: BASE with the ACAI regulariser")
-    p.add_argument("--data", default="lines", help="lines, mnist, svhn, cifar10, celeba or folder:PATH")
+    p.add_argument("--data", default=PAPER.data, help="lines, mnist, svhn, cifar10, celeba or folder:PATH")
     p.add_argument("--samples", type=positive_int, default=None,
                    help=f"training budget in samples (default: the paper's {PAPER.samples:,}, hours on a CPU; with "
                         f"--resume: the run's own)")
@@ -393,7 +420,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, metrics.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--seeds", type=positive_int, default=1,
-                   help="train seeds SEED..SEED+K-1 at once (stacked weights) into OUT/seed{s}/ (default 1: OUT)")
+                   help="train seeds SEED..SEED+K-1 into OUT/seed{s}/ (default 1: OUT)")
+    p.add_argument("--stack", choices=STACK, default=DEFAULT_STACK,
+                   help="with --seeds: train the seeds together with stacked weights in one vmapped step (auto: on a "
+                        "GPU; on a CPU they train one after another, which is faster there)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write losses, metrics and interpolation grids as TensorBoard events into "
@@ -404,17 +434,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `acai train`")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--pairs", type=positive_int, default=8)
-    p.add_argument("--steps", type=positive_int, default=16)
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--mode", choices=["linear", "slerp"], default="linear",
+    p.add_argument("--steps", type=positive_int, default=declared(interpolation_rows, "steps"))
+    p.add_argument("--seed", type=seed_int, default=declared(interpolation_rows, "seed"))
+    p.add_argument("--mode", choices=list(INTERPOLATIONS), default=declared(interpolation_rows, "mode"),
                    help="linear mixtures (the paper's figures) or spherical interpolation (the release's slerp grid)")
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("samples", help="decode random codes z ~ N(0, I) of a trained run (Figure 4 for the VAE)")
     p.add_argument("run", help="run folder written by `acai train`")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--count", type=positive_int, default=64)
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--count", type=positive_int, default=declared(random_code_images, "count"))
+    p.add_argument("--seed", type=seed_int, default=declared(random_code_images, "seed"))
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("reproduce", help="reproduce a table or the figures of the paper (a sweep of runs)")
@@ -424,22 +454,23 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", nargs="+", type=positive_int, default=None,
                    help="latent sizes d_z (default: the paper's; quick: the first only)")
     p.add_argument("--seeds", type=positive_int, default=None, help="seeds per model (default: the preset's)")
-    p.add_argument("--stack", choices=STACK, default=STACK[0],
+    p.add_argument("--stack", choices=STACK, default=declared(SweepSpec, "stack"),
                    help="train the seeds of a model together with stacked weights (auto: on a GPU)")
     p.add_argument("--models", nargs="+", choices=list(NAMES), default=None,
                    help="default: the paper's seven; BASE+acai adds the ACAI regulariser to BASE")
-    p.add_argument("--restarts", type=positive_int, default=PAPER_RESTARTS,
-                   help=f"K-Means restarts for table3 ({PAPER_RESTARTS:,}, the release's)")
-    p.add_argument("--iterations", type=positive_int, default=PAPER_ITERATIONS,
-                   help=f"K-Means iterations per restart at most, for table3 ({PAPER_ITERATIONS:,})")
-    p.add_argument("--probe-samples", type=positive_int, default=None,
+    p.add_argument("--restarts", type=positive_int, default=declared(SweepSpec, "restarts"),
+                   help=f"K-Means restarts for table3 ({declared(SweepSpec, 'restarts'):,}, the release's)")
+    p.add_argument("--iterations", type=positive_int, default=declared(SweepSpec, "iterations"),
+                   help=f"K-Means iterations per restart at most, for table3 ({declared(SweepSpec, 'iterations'):,})")
+    p.add_argument("--probe-samples", type=positive_int, default=declared(SweepSpec, "probe_samples"),
                    help="budget of the probe on final codes and the pixel baseline (default: the preset's)")
-    p.add_argument("--data-dir", default=None, help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="preset", choices=["preset", "float32", "bfloat16"],
+    p.add_argument("--data-dir", default=declared(SweepSpec, "data_dir"),
+                   help="data root (default $ACAI_DATA or ~/.cache/acai/data)")
+    p.add_argument("--device", default=declared(SweepSpec, "device"))
+    p.add_argument("--precision", default=declared(SweepSpec, "precision"), choices=SWEEP_PRECISIONS,
                    help="preset: each model as the preset says (README, presets); or one precision for all, "
                         "into its own folder (default ...-PRESET-PRECISION)")
-    p.add_argument("--recipe", default="preset", choices=["preset", "paper"],
+    p.add_argument("--recipe", default=declared(SweepSpec, "recipe"), choices=SWEEP_RECIPES,
                    help="paper: the preset's budget with the paper's recipe (Adam 1e-4, batch 64, float32)")
     p.add_argument("--lr", type=finite_float, default=None,
                    help="one Adam rate for every model, in place of the preset's per-model rates (a model's "
@@ -450,15 +481,17 @@ def make_parser() -> argparse.ArgumentParser:
                         "(default ...-init-NAME); e.g. --init release: the quick preset with the paper's init")
     p.add_argument("--executor", default="local", choices=list(EXECUTORS),
                    help="inline: in this process; local: worker processes (default); slurm: a job array")
-    p.add_argument("--workers", type=positive_int, default=None,
+    p.add_argument("--workers", type=positive_int, default=declared(Local, "workers"),
                    help="local: worker processes (default: one per core, fewer if fewer units)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=declared(Local, "threads"),
                    help="local: torch threads per worker (default: the cores shared among the workers)")
-    p.add_argument("--slurm-partition", default=None, help="slurm: the partition to submit to")
-    p.add_argument("--gpus-per-task", type=int, default=0, help="slurm: GPUs for each task (0: CPU tasks)")
-    p.add_argument("--time-limit", type=positive_int, default=240,
-                   help="slurm: minutes per task; a task that reaches it is requeued and resumes")
-    p.add_argument("--max-parallel", type=positive_int, default=None, help="slurm: tasks running at once")
+    p.add_argument("--slurm-partition", default=declared(Slurm, "partition"), help="slurm: the partition to submit to")
+    p.add_argument("--gpus-per-task", type=int, default=declared(Slurm, "gpus_per_task"),
+                   help="slurm: GPUs for each task (%(default)s: CPU tasks)")
+    p.add_argument("--time-limit", type=positive_int, default=declared(Slurm, "time_limit"),
+                   help="slurm: minutes per task (default %(default)s); a task that reaches it is requeued and resumes")
+    p.add_argument("--max-parallel", type=positive_int, default=declared(Slurm, "max_parallel"),
+                   help="slurm: tasks running at once (default: all)")
     p.add_argument("--out", default=None, help="results folder (default results/WHAT-PRESET)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_reproduce)
@@ -479,23 +512,24 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", default=None, help="run folder written by `acai train`")
     p.add_argument("--data", default=None, help="probe the raw pixels of this data set instead (the paper's baseline)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--samples", type=positive_int, default=PAPER.samples,
-                   help=f"training samples ({PAPER.samples:,}, as the paper)")
-    p.add_argument("--eval-every", type=positive_int, default=PAPER.eval_every)
-    p.add_argument("--window", type=positive_int, default=20, help="report the median of the last this-many")
-    p.add_argument("--protocol", choices=["tandem", "classify_fc"], default=None,
+    p.add_argument("--samples", type=positive_int, default=declared(linear_probe, "samples"),
+                   help=f"training samples ({declared(linear_probe, 'samples'):,}, as the paper)")
+    p.add_argument("--eval-every", type=positive_int, default=declared(linear_probe, "eval_every"))
+    p.add_argument("--window", type=positive_int, default=declared(linear_probe, "window"),
+                   help="report the median of the last this-many")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
                    help="tandem: the tandem probe's (constant rate, no smoothing; default for a run's codes); "
                         "classify_fc: the release's pixel classifier (label smoothing 0.1, rate x0.1 per half "
                         "run; default for --data)")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=declared(linear_probe, "seed"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("cluster", help="K-Means clustering accuracy of a trained run's codes (table 3)")
     p.add_argument("run", help="run folder written by `acai train`")
-    p.add_argument("--restarts", type=positive_int, default=PAPER_RESTARTS)
-    p.add_argument("--iterations", type=positive_int, default=PAPER_ITERATIONS)
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--restarts", type=positive_int, default=declared(cluster_run, "restarts"))
+    p.add_argument("--iterations", type=positive_int, default=declared(cluster_run, "iterations"))
+    p.add_argument("--seed", type=seed_int, default=declared(cluster_run, "seed"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cluster)
     return parser

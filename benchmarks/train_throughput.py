@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 import acai.training.run as run_module
 from acai.training.config import ConfigError, TrainConfig
+from acai.core.data import describe_data
 from acai.core.models import COMPOSED, MODELS, NAMES, WITH_ACAI
 from acai.core.nets import LEAK, Leaky, to_device
 from acai.training.machine import keep_freed_memory
@@ -123,7 +124,7 @@ def competent_step(run, params: list, x: torch.Tensor, y: torch.Tensor) -> None:
 def make_run(model: str, args, precision: str, seed: int = 0):
     config = TrainConfig(model=model, data=args.settings, depth=args.depth, device=args.device, batch=args.batch,
                          precision=precision, seed=seed)
-    if args.settings == "lines":
+    if not describe_data(args.settings).reads_files:
         return build_run(config)
     # SVHN's files are not needed to time it: build_run gets a stand-in with its shape and 10 classes.
     stand_in = SimpleNamespace(shape=(3, 32, 32), num_classes=10)
@@ -133,7 +134,7 @@ def make_run(model: str, args, precision: str, seed: int = 0):
 
 def make_batches(run, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     batch = run.config.batch
-    if run.config.data == "lines":
+    if not describe_data(run.config.data).reads_files:  # drawn: its own batches, as training draws them
         return [run.source.train_batch(0, s, batch) for s in range(count)]
     g = torch.Generator().manual_seed(0)
     return [(torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 10, (batch,), generator=g))

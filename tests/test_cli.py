@@ -141,3 +141,81 @@ def test_train_recipe_short_outside_reproduce():
                                                                                                  num_latents=5)
     paper = config("--model", "acai")
     assert (paper.batch, paper.lr, paper.lr_warmup, paper.lr_decay, paper.samples) == (64, 1e-4, 0, "none", 1 << 24)
+
+
+def declared_default(owner, name: str):
+    """What a config class (its dataclass field) or a function (its parameter) declares as `name`'s default."""
+    import dataclasses
+    import inspect
+
+    if dataclasses.is_dataclass(owner):
+        field = {f.name: f for f in dataclasses.fields(owner)}[name]
+        return field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+    return inspect.signature(owner).parameters[name].default
+
+
+def declared_flags():
+    """(a command, a flag's dest, the class or function that declares its default, the name there)."""
+    from acai.measures.represent import cluster_run, linear_probe
+    from acai.reproduce.executors import Local
+    from acai.reproduce.figures import interpolation_rows, random_code_images
+    from acai.reproduce.plan import SweepSpec
+    from acai.reproduce.slurm import Slurm
+    from acai.training.config import TrainConfig
+
+    train = ["train", "--model", "acai", "--out", "o"]
+    reproduce = ["reproduce", "table1"]
+    return [
+        *[(train, name, TrainConfig, name) for name in ("data", "seed", "eval_every", "eval_window", "device",
+                                                          "precision")],
+        (train, "stack", SweepSpec, "stack"),  # `acai train --seeds` stacks by the same rule, from the same default
+        *[(["interpolate", "r", "--out", "x.png"], name, interpolation_rows, name) for name in ("steps", "seed", "mode")],
+        *[(["samples", "r", "--out", "x.png"], name, random_code_images, name) for name in ("count", "seed")],
+        *[(reproduce, name, SweepSpec, name) for name in ("stack", "restarts", "iterations", "probe_samples",
+                                                          "data_dir", "device", "precision", "recipe")],
+        *[(reproduce, name, Local, name) for name in ("workers", "threads")],
+        (reproduce, "slurm_partition", Slurm, "partition"),
+        *[(reproduce, name, Slurm, name) for name in ("gpus_per_task", "time_limit", "max_parallel")],
+        *[(["probe", "r"], name, linear_probe, name) for name in ("samples", "eval_every", "window", "seed")],
+        *[(["cluster", "r"], name, cluster_run, name) for name in ("restarts", "iterations", "seed")],
+    ]
+
+
+def test_every_flag_default_is_the_one_its_class_declares():
+    from acai.cli import make_parser
+
+    for argv, dest, owner, name in declared_flags():
+        parsed = vars(make_parser().parse_args(argv))[dest]
+        assert parsed == declared_default(owner, name), f"{' '.join(argv[:1])} --{dest.replace('_', '-')}"
+
+
+def test_flags_left_out_build_the_classes_defaults():
+    """`acai reproduce` with no flags: the SweepSpec and executors of their own defaults (the models, data
+    sets and latent sizes too, which the command line leaves to the spec)."""
+    from acai.cli import local_executor, make_parser, reproduce_spec, slurm_executor, train_config
+    from acai.reproduce.executors import Local
+    from acai.reproduce.plan import SweepSpec
+    from acai.reproduce.presets import PRESETS
+    from acai.reproduce.slurm import Slurm
+    from acai.training.config import TrainConfig
+
+    args = make_parser().parse_args(["reproduce", "table1", "--out", "r"])
+    assert reproduce_spec(args) == SweepSpec(what="table1", out="r", preset=PRESETS[args.preset],
+                                             seeds=PRESETS[args.preset].seeds)
+    assert local_executor(args) == Local() and slurm_executor(args) == Slurm()
+    args = make_parser().parse_args(["train", "--model", "acai", "--out", "o"])
+    assert train_config(args) == TrainConfig(model="acai")  # the paper recipe: the paper's settings
+
+
+def test_the_estimate_counts_the_runs_still_to_come(monkeypatch, capsys):
+    """Seeds that train one after another: the estimate after the first steps covers the later runs too."""
+    import acai.cli as cli
+
+    for runs, said in ((1, "the 1,000 samples will take about 2 min more"),
+                       (3, "the 1,000 samples of each of 3 runs will take about 5 min more")):
+        clock = iter([0.0, 2.0])  # 2 steps of 10 samples in 2 s: 10 samples/s
+        monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+        estimate = cli.Estimate(steps=100, batch=10, skip=0, measure=2, runs=runs)
+        for step in range(4):
+            estimate(step)
+        assert said in capsys.readouterr().err  # 98 steps left, then 98 + 2 · 100

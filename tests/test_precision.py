@@ -118,7 +118,8 @@ def test_cli_precision(tmp_path, capsys):
     assert main([*common, "--precision", "bfloat16", "--out", str(tmp_path / "run")]) == 0
     saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert saved["config"]["precision"] == "bfloat16"
-    assert main([*common, "--precision", "bfloat16", "--seeds", "2", "--out", str(tmp_path / "stack")]) == 2
+    assert main([*common, "--precision", "bfloat16", "--seeds", "2", "--stack", "on", "--out",
+                 str(tmp_path / "stack")]) == 2
     assert "float32 only" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses other values (exit code 2)
         main([*common, "--precision", "float16", "--out", str(tmp_path / "other")])

@@ -85,9 +85,10 @@ def test_stacked_configs_must_differ_only_in_seed(tmp_path):
         train([tiny_config("baseline", samples=128, seed=1)], [tmp_path / "a", tmp_path / "b"])
 
 
-def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys):
+@pytest.mark.parametrize("stack", ["on", "off"])
+def test_cli_seeds_trains_one_folder_per_seed(tmp_path, capsys, stack):
     args = tiny_args("dropout", samples=64, eval_every=64, seed=3)
-    assert main(["train", "--model", "dropout", "--seeds", "2", "--out", str(tmp_path), *args]) == 0
+    assert main(["train", "--model", "dropout", "--seeds", "2", "--stack", stack, "--out", str(tmp_path), *args]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 2 and printed[0].startswith("seed 3:") and printed[1].startswith("seed 4:")
     for seed in (3, 4):
@@ -109,3 +110,42 @@ def test_reproduce_trains_seeds_stacked_with_the_same_table(tmp_path):
     for key in ("mean_distance", "mean_distance_std", "smoothness"):
         assert tables["on"][0][key] == pytest.approx(tables["off"][0][key], rel=1e-4, nan_ok=True)
     assert tables["on"][0]["seeds"] == 2
+
+
+def cli_groups(monkeypatch, tmp_path, model: str, device: str, seeds: int, stack: str) -> list[int]:
+    """How `acai train --seeds` hands its seeds to the loop: the size of each `train` call."""
+    import acai.training.loop as loop
+
+    calls = []
+    monkeypatch.setattr(loop, "train", lambda configs, outs, **_: calls.append(len(configs)) or
+                        [{"seed": c.seed} for c in configs])
+    argv = ["train", "--model", model, "--seeds", str(seeds), "--stack", stack, "--device", device,
+            "--out", str(tmp_path / "cli"), *tiny_args(model)]
+    assert main(argv) == 0
+    return calls
+
+
+def sweep_groups(tmp_path, model: str, device: str, seeds: int, stack: str) -> list[int]:
+    """How a sweep's plan groups the seeds of the model: the members of each unit."""
+    from acai.reproduce.plan import plan
+
+    spec = tiny_sweep("table1", tmp_path / "sweep", models=(model,), seeds=seeds, stack=stack, device=device,
+                      precision="float32")
+    return [len(unit.members) for unit in plan(spec)]
+
+
+@pytest.mark.parametrize("model", ["baseline", "acai"])
+def test_acai_train_seeds_and_a_sweep_stack_by_one_rule(monkeypatch, tmp_path, model):
+    """For the same device, model and K: both train the K seeds together, or both one by one, as `stacks` says."""
+    from acai.training.stacked import stacks
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the GPU's side of the rule: nothing runs on it
+    for device in ("cpu", "cuda"):
+        for seeds in (1, 3):
+            for stack in ("auto", "on", "off"):
+                together = stacks(stack, [tiny_config(model, device=device, seed=s) for s in range(seeds)])
+                assert together == (seeds > 1 and (stack == "on" or stack == "auto" and device == "cuda"))
+                expected = [seeds] if together else [1] * seeds
+                case = (device, seeds, stack)
+                assert cli_groups(monkeypatch, tmp_path, model, device, seeds, stack) == expected, case
+                assert sweep_groups(tmp_path, model, device, seeds, stack) == expected, case

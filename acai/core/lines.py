@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from acai.core.data.base import Capability
+from acai.core.data.base import DRAWN_LINES
 
 SIZE = 32
 LINE_WIDTH = 2.0
@@ -316,7 +316,7 @@ class LinesSource:
     name = "lines"
     shape = (1, SIZE, SIZE)
     num_classes = NUM_CLASSES
-    capabilities = frozenset({Capability.LINES})  # no fixed training set: every batch is new
+    capabilities = DRAWN_LINES.capabilities  # no fixed training set: every batch is new
     TEST_SEED = 20180606  # fixed test set for the probe (the release draws 5,000 test lines)
 
     def __init__(self, test_size: int = 5000):

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from acai.training.checkpoint import save_bytes
 from acai.training.config import ConfigError
+from acai.core.data import Capability, describe_data
 from acai.core.lines import INTERPOLATIONS
 from acai.core.models import COMPOSED
 from acai.core.nets import in_chunks, to_device
@@ -218,7 +219,7 @@ def interpolations(spec, blocks: dict, folder: Path, mode: str = "linear") -> li
     suffix = "" if mode == "linear" else f"-{mode}"
     written = []
     for (data, dz), folders in blocks.items():
-        if data == "lines":
+        if describe_data(data).offers(Capability.LINES):
             written.append(figure3(folders, folder / f"figure3{suffix}.png", mode=mode))
         else:
             number = FIGURE_NUMBERS.get((data, dz))
@@ -240,7 +241,8 @@ def prior_samples_of(spec, blocks: dict, folder: Path) -> list[Path]:
     for (data, dz), folders in blocks.items():
         for model, run in folders.items():
             if MODELS[model].PRIOR is not None:
-                name = "figure4-lines" if (data, model) == ("lines", "vae") else f"{data}-dz{dz}"
+                figure4 = model == "vae" and describe_data(data).offers(Capability.LINES)
+                name = f"figure4-{data}" if figure4 else f"{data}-dz{dz}"
                 written.append(prior_samples(run, folder / f"{name}-{model}-samples.png"))
     return written
 

@@ -4,8 +4,9 @@
 
 * A `SweepSpec` is everything `acai reproduce` was asked for, checked when it is made.
 * Every run has a stable id `DATA-dzD/MODEL/seedS` and lives in OUT/runs/ID.
-* `plan` decides, once, which runs train together (the seeds of a model, stacked, on a
-  GPU) and checks everything that could fail before anything trains.
+* `plan` groups the runs into units once, the seeds of a model together where
+  acai/training/stacked.py `stacks` says they stack (by default on a GPU), and checks
+  everything that could fail before anything trains.
 * A `Unit` trains or resumes its runs and then makes the measurements its table needs
   afterwards (`Table.after`), each cached in the run folder against the checkpoint it
   read. Running a unit twice does nothing the second time, so a killed sweep, a
@@ -26,16 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from acai.core.data import Capability, describe_data, get_source
 from acai.core.models import COMPOSED, MODELS, base_model, check_name
 from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS
 from acai.reproduce.presets import PAPER, PRESETS, Preset, Recipe
 from acai.reproduce.tables import LATENTS, TABLES, After, Cell, Table
 from acai.training import checkpoint as ckpt
-from acai.training.config import ConfigError, TrainConfig
+from acai.training.config import PRECISIONS, ConfigError, TrainConfig
 from acai.training.progress import Progress
 from acai.training.run_folder import FAILED, finished_run
+from acai.training.stacked import DEFAULT_STACK, STACK, check_stackable, stacks
 
-STACK = ("auto", "on", "off")  # auto: stack the seeds of a model on a GPU, where it pays (docs/speed.md)
+# What a sweep's precision and recipe may be: "preset" follows the preset, model by model.
+SWEEP_PRECISIONS = ("preset", *PRECISIONS)
+SWEEP_RECIPES = ("preset", "paper")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +76,7 @@ class SweepSpec:
     precision: str = "preset"  # "preset": each model as the preset says; or float32 / bfloat16 for all
     recipe: str = "preset"  # "preset": the preset's recipe; "paper": its budget with the paper's recipe
     data_dir: str | None = None
-    stack: str = "auto"  # one of STACK: train the seeds of a model together with stacked weights
+    stack: str = DEFAULT_STACK  # one of STACK: train the seeds of a model together (acai/training/stacked.py `stacks`)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields for every run (tests: tiny networks)
     probe_samples: int | None = None
     restarts: int = PAPER_RESTARTS  # K-Means restarts (table 3)
@@ -87,16 +92,18 @@ class SweepSpec:
         self.datasets = tuple(self.datasets or self.table.datasets)
         unknown = [d for d in self.datasets if d not in self.table.datasets]
         if unknown:
-            what = " (the lines benchmark)" if self.table.datasets == ("lines",) else ""
+            lines = all(describe_data(data).offers(Capability.LINES) for data in self.table.datasets)
+            what = " (the lines benchmark)" if lines else ""
             raise ConfigError(f"{self.what} covers {', '.join(self.table.datasets)}{what}; got {', '.join(unknown)}")
         for model in self.models:
             check_name(model)
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
-        if self.precision not in ("preset", "float32", "bfloat16"):
-            raise ConfigError(f"unknown precision {self.precision!r}; use preset, float32 or bfloat16")
-        if self.recipe not in ("preset", "paper"):
-            raise ConfigError(f"unknown recipe {self.recipe!r}; use preset or paper")
+        if self.precision not in SWEEP_PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use {', '.join(SWEEP_PRECISIONS[:-1])} or "
+                              f"{SWEEP_PRECISIONS[-1]}")
+        if self.recipe not in SWEEP_RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; use {' or '.join(SWEEP_RECIPES)}")
         if self.stack not in STACK:
             raise ConfigError(f"unknown stack choice {self.stack!r}; use {', '.join(STACK)}")
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -110,8 +117,8 @@ class SweepSpec:
         return TABLES[self.what]
 
     def latent_sizes(self, data: str) -> tuple[int, ...]:
-        if data == "lines":
-            return LATENTS["lines"]
+        if describe_data(data).fixed_latent:
+            return LATENTS[data]
         if self.latents:
             return self.latents
         return LATENTS[data] if self.preset.all_latents else LATENTS[data][:1]
@@ -134,8 +141,9 @@ class SweepSpec:
         if self.precision != "preset":
             values["precision"] = self.precision
         values.update(self.overrides)
-        config = TrainConfig.from_dict(dict(model=model, data=data, dz=None if data == "lines" else dz, seed=seed,
-                                            device=self.device, data_dir=self.data_dir, **values))
+        dz_set = None if describe_data(data).fixed_latent else dz  # None: the architecture's own (DATA_ARCH)
+        config = TrainConfig.from_dict(dict(model=model, data=data, dz=dz_set, seed=seed, device=self.device,
+                                            data_dir=self.data_dir, **values))
         return RunSpec(data=data, dz=dz, model=model, seed=seed, config=config)
 
     def runs(self) -> list[RunSpec]:
@@ -330,25 +338,15 @@ def after_training(spec: SweepSpec) -> tuple[tuple[After, dict], ...]:
     return tuple((measurement, measurement.options(spec)) for measurement in spec.table.after)
 
 
-def stacks(spec: SweepSpec) -> bool:
-    """Do the seeds of a model train together? The one place this is decided: asked for, or (auto) on a GPU."""
-    from acai.training.machine import resolve_device
-
-    return spec.stack == "on" or (spec.stack == "auto" and resolve_device(spec.device).type == "cuda")
-
-
 def plan(spec: SweepSpec) -> list:
     """Every unit of the sweep, the longest first (so N workers finish together), checked before
     anything trains: stackable members, data sets that load, no folder holding other settings."""
-    from acai.core.data import get_source
-    from acai.training.stacked import check_stackable
-
     groups: dict[tuple, list[RunSpec]] = {}
     for run in spec.runs():
         groups.setdefault((run.data, run.dz, run.model), []).append(run)
-    together = stacks(spec)
     units: list = []
     for members in groups.values():
+        together = stacks(spec.stack, [m.config for m in members])
         for chunk in ([members] if together else [[m] for m in members]):
             if len(chunk) > 1:
                 check_stackable([m.config for m in chunk], [m.folder(spec.out) for m in chunk])
@@ -419,10 +417,13 @@ def read_sweep(out) -> SweepSpec:
 def describe(spec: SweepSpec) -> str:
     """The line printed above a table: budget, recipe and every departure from the paper."""
     parts = []
-    for data in dict.fromkeys("lines" if d == "lines" else "images" for d in spec.datasets):
+    first_of_kind: dict = {}  # one data set of each kind stands for its kind's budget
+    for data in spec.datasets:
+        first_of_kind.setdefault(describe_data(data).kind, data)
+    for kind, data in first_of_kind.items():
         budget = spec.preset.budget(data)
         recipe = budget.describe(spec.recipe_for(data), spec.precision, bfloat16_here=spec.bfloat16_here)
-        parts.append(f"{data}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
+        parts.append(f"{kind.value}: {budget.samples:,} samples per run, median of the last {budget.eval_window} "
                      f"evaluation{'s' if budget.eval_window > 1 else ''}, {recipe}")
     text = f"Preset `{spec.preset.name}`: " + "; ".join(parts) + "."
     if spec.overrides:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from acai.core.data import Kind, describe_data
 from acai.core.models import COMPOSED, MODELS, make_hparams
 from acai.training.config import BFLOAT16_CHECKED, ConfigError, TrainConfig
 
@@ -172,7 +173,7 @@ class Preset:
                 raise ConfigError(f"Preset {self.name}: {name} must be positive, got {getattr(self, name)}")
 
     def budget(self, data: str) -> Budget:
-        return self.lines if data == "lines" else self.images
+        return self.lines if describe_data(data).kind is Kind.LINES else self.images
 
 
 PRESETS = {p.name: p for p in (

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from acai import __version__
-from acai.core.data import DataError
+from acai.core.data import Capability, DataError, describe_data
 from acai.core.models import MODELS
 from acai.reproduce import charts, tables
 from acai.reproduce.plan import SWEEP, RunSpec, SweepSpec, describe, finished, pixel_accuracies, read_sweep
@@ -98,7 +98,7 @@ def table_specs(out: Path) -> list[SweepSpec]:
                 **spec.to_dict(), "what": name, "seeds": max(r["seeds"] for r in rows),
                 "models": list(dict.fromkeys(r["model"] for r in rows)),
                 "datasets": list(dict.fromkeys(r["data"] for r in rows)),
-                "latents": list(dict.fromkeys(r["dz"] for r in rows if r["data"] != "lines"))}
+                "latents": list(dict.fromkeys(r["dz"] for r in rows if not describe_data(r["data"]).fixed_latent))}
             specs.append(SweepSpec.from_dict(values))
     for each in specs:
         each.out = out  # the folder as given now (a sweep started elsewhere, or with a relative path)
@@ -214,14 +214,15 @@ def block_figures(spec: SweepSpec, data: str, dz: int, runs: list[RunView], pngs
     from acai.reproduce import figures
 
     key = f"{data}-dz{dz}"
-    mine = [p for p in pngs if key in p.name or data == "lines" and p.name.startswith(("figure3", "figure4-lines"))]
+    lines = describe_data(data).offers(Capability.LINES)  # Figures 3 and 4, named without d_z
+    mine = [p for p in pngs if key in p.name or lines and p.name.startswith(("figure3", f"figure4-{data}"))]
     for p in mine:
         pngs.remove(p)
     if mine:
         return "".join(image_tag(p, p.relative_to(spec.out).as_posix()) for p in mine)
     seed0 = {v.run.model: v.folder for v in runs if v.run.seed == 0 and v.state == "done"}
     drawn = [(f"{key}-interpolations.png", "interpolations (seed 0; rows: models)",
-              lambda path: figures.figure3(seed0, path) if data == "lines" else
+              lambda path: figures.figure3(seed0, path) if lines else
               figures.interpolation_figure(seed0, spec.pairs, path))]
     if "vae" in seed0:
         drawn.append((f"{key}-vae-samples.png", "samples of the VAE (seed 0)",
@@ -405,7 +406,7 @@ def grid_of(view: RunView, out: Path) -> str:
         return '<p class="note">No checkpoint in this folder: no interpolations to draw.</p>'
     try:
         if not path.exists() or path.stat().st_mtime < (view.folder / CHECKPOINT).stat().st_mtime:
-            if view.run.data == "lines":
+            if describe_data(view.run.data).offers(Capability.LINES):
                 figures.figure3({view.run.model: view.folder}, path)
             else:
                 figures.interpolation_figure({view.run.model: view.folder}, 3, path)

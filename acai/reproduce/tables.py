@@ -19,6 +19,7 @@ import numpy as np
 
 from acai.reproduce import figures
 from acai.training import checkpoint as ckpt
+from acai.core.data import Capability, describe_data
 from acai.core.evaluations import UNRANKED
 from acai.core.models import WITH_ACAI
 
@@ -302,7 +303,8 @@ def render(table: Table, cells: dict, seeds: int, header: str, pixels: dict | No
         lines.append(f"| {data} | {dz} | {model} | " + " | ".join(text for pair in measures for text in pair) +
                      (" | — |" if rates else " |"))
     lines += regularizer_effect(table, cells, rates)
-    draws = "that draws lines (not the mean image), " if any(data == "lines" for data, _ in cells) else ""
+    draws = "that draws lines (not the mean image), " if any(describe_data(data).offers(Capability.LINES)
+                                                              for data, _ in cells) else ""
     lines += [""] + verdicts + [f"{seeds} seed{'s' if seeds > 1 else ''} per model; cells are mean ± std over "
                                 f"seeds; **bold** = best of ours among models whose every seed is defined and "
                                 f"{draws}neither collapsed nor diverged."]

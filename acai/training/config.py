@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from acai.core.data import FOLDER_PREFIX, describe_data
 from acai.core.models import MODELS, ConfigError, base_model, make_hparams
 from acai.core.nets import INITS, Arch
 
@@ -18,7 +19,6 @@ DATA_ARCH = {
     "cifar10": Arch(scales=3, depth=64, latent=16, colors=3),  # d_z 256 / 1024
 }
 FOLDER_ARCH = Arch(scales=3, depth=64, latent=2, colors=3)
-FOLDER_PREFIX = "folder:"
 MAX_SCALES = 5  # 32 >> 5 = 1: a 1x1 latent grid
 # The largest seed that every generator a run seeds from it accepts: torch's manual_seed takes at most
 # 2^64 - 1, numpy's SeedSequence no negative number, and a stack of K seeds uses seed .. seed + K - 1.
@@ -141,9 +141,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def trained_fields(self) -> dict:
-        """What identifies the training itself (a finished run is reused only if these match). The lines
-        are drawn, not read, so a lines run's data_dir (stored by older sweeps) identifies nothing."""
-        ignored = REPORTING_FIELDS + (("data_dir",) if self.data == "lines" else ())
+        """What identifies the training itself (a finished run is reused only if these match). A data set
+        drawn in memory reads no files, so its run's data_dir (stored by older sweeps) identifies nothing."""
+        ignored = REPORTING_FIELDS + (() if describe_data(self.data).reads_files else ("data_dir",))
         return {k: v for k, v in self.to_dict().items() if k not in ignored}
 
     @property

@@ -25,7 +25,8 @@ from typing import Callable, Protocol
 import torch
 
 from acai.training import checkpoint as ckpt
-from acai.training.config import BFLOAT16_CHECKED, FOLDER_PREFIX, ConfigError, TrainConfig
+from acai.training.config import BFLOAT16_CHECKED, ConfigError, TrainConfig
+from acai.core.data import FOLDER_PREFIX
 from acai.core.evaluations import worst_state
 from acai.core.nets import to_device
 from acai.training.progress import Display, Progress, Silent

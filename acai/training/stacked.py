@@ -18,6 +18,7 @@ alone.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -28,7 +29,23 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from acai.training.config import ConfigError, TrainConfig
 from acai.core.nets import to_device
+from acai.training.machine import resolve_device
 from acai.training.run import Run, adam, set_schedule, step_losses, update_groups
+
+STACK = ("auto", "on", "off")  # do the seeds of a model train together? auto: where it pays, on a GPU
+DEFAULT_STACK = "auto"  # of `acai train --stack` and of a sweep (`SweepSpec.stack`)
+
+
+def stacks(choice: str, configs: Sequence[TrainConfig]) -> bool:
+    """Do these seeds of one model train together, with stacked weights in one vmapped step? The one rule,
+    for `acai train --seeds` and for a sweep's plan: two or more seeds, and `choice` is on, or auto on a
+    GPU. A GPU running one small run waits on kernel launches, which K stacked seeds fill; on a CPU vmap's
+    grouped convolutions are slower than separate runs (docs/speed.md, "Stacked seeds")."""
+    if choice not in STACK:
+        raise ConfigError(f"unknown stack choice {choice!r}; use {', '.join(STACK)}")
+    if len(configs) < 2:
+        return False
+    return choice == "on" or (choice == "auto" and resolve_device(configs[0].device).type == "cuda")
 
 
 class MemberStep(nn.Module):

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 
-
 class DataError(ValueError):
     """A data set is missing, corrupt or unknown; the message says how to fix it."""
+
 
 class Capability(Enum):
     """What a data source offers beyond the DataSource protocol; each source lists its own."""
@@ -25,6 +25,40 @@ class Capability(Enum):
     # release's `train_once` stream (unshuffled, read once), whose first 60,000 images its clustering fits.
     TRAIN_SET = "a fixed training set in file order, train_set(limit=None) -> (images, labels)"
     LINES = "fresh evaluation lines, evaluation_lines(seed, evaluation, count)"  # the lines metrics
+
+
+class Kind(Enum):
+    """Which of a preset's two budgets trains a data set (acai/reproduce/presets.py `Preset`)."""
+
+    LINES = "lines"
+    IMAGES = "images"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataDescription:
+    """What a data set offers, declared with its name (`describe_data` in acai/core/data/__init__.py) so
+    that what has not loaded it (a saved config, a sweep's plan, a report, a table) can ask.
+
+    Whether a set is labelled is not here: a folder of images has classes only if it has class
+    sub-folders, so only its loaded source knows (`DataSource.num_classes`)."""
+
+    kind: Kind
+    capabilities: frozenset[Capability]  # what its source offers beyond the DataSource protocol
+    reads_files: bool  # False: drawn in memory, so a data root (data_dir) means nothing to it
+    # True: the paper trains it at its architecture's own latent size only (lines: d_z 64, the
+    # VQ-VAE's 256), so a sweep neither chooses (--latents) nor sets its d_z.
+    fixed_latent: bool
+
+    def offers(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+# The two descriptions of the data sets there are: drawn lines, and images read from files (MNIST,
+# SVHN, CIFAR-10, CelebA, any folder). Each source declares its capabilities from its own.
+DRAWN_LINES = DataDescription(kind=Kind.LINES, capabilities=frozenset({Capability.LINES}), reads_files=False,
+                              fixed_latent=True)
+IMAGE_FILES = DataDescription(kind=Kind.IMAGES, capabilities=frozenset({Capability.TRAIN_SET}), reads_files=True,
+                              fixed_latent=False)
 
 
 class DataSource(Protocol):
@@ -85,7 +119,7 @@ class ArraySource:
     e = i div N and perm_e a permutation seeded by (seed, e).
     """
 
-    capabilities = frozenset({Capability.TRAIN_SET})
+    capabilities = IMAGE_FILES.capabilities
 
     def __init__(self, name: str, splits: ImageSplits):
         self.name = name
