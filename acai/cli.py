@@ -190,16 +190,14 @@ def png_path(text: str) -> Path:
 
 
 def cmd_interpolate(args) -> None:
+    from acai.pretrained import resolve
     from acai.reproduce.figures import grid_image, interpolation_rows, save_png
-    from acai.measures.represent import refuse_diverged
-    from acai.training.run import load_run
 
     if args.steps < 2:
         raise ConfigError(f"--steps {args.steps}: an interpolation needs at least 2 steps (its two ends); "
                           f"e.g. --steps 16")
     png_path(args.out)
-    refuse_diverged(args.run, "interpolate")
-    run = load_run(args.run)
+    run = resolve(args.run).load("interpolate")
     if offers(run.source, Capability.LINES):
         angles = np.random.default_rng(args.seed).uniform(0, 2 * np.pi, 2 * args.pairs)
         images = run.source.batch_from_angles(angles)[0]
@@ -219,13 +217,11 @@ def cmd_interpolate(args) -> None:
 
 
 def cmd_samples(args) -> None:
+    from acai.pretrained import resolve
     from acai.reproduce.figures import random_code_images, samples_grid, save_png
-    from acai.measures.represent import refuse_diverged
-    from acai.training.run import load_run
 
     png_path(args.out)
-    refuse_diverged(args.run, "samples")
-    model = load_run(args.run).model
+    model = resolve(args.run).load("samples").model
     path = save_png(samples_grid(random_code_images(model, args.count, args.seed)), args.out)
     if model.PRIOR is not None:
         what = f"samples of its prior {model.PRIOR}"
@@ -312,12 +308,61 @@ def cmd_probe(args) -> None:
 
 def cmd_cluster(args) -> None:
     from acai.measures.represent import cluster_run
+    from acai.pretrained import resolve
+    from acai.training.run_folder import CLUSTER
 
     result = cluster_run(args.run, args.restarts, args.iterations, args.seed, progress=show_progress(args))
     print(f"K-Means on {result['codes'][0]:,} x {result['codes'][1]} codes ({result['clustered_codes']}) "
           f"of {args.run}: test accuracy "
           f"{result['accuracy']:.2f}% ({args.restarts} restarts, best inertia {result['inertia']:.6g}, "
-          f"{result['seconds']:.0f} s); wrote {Path(args.run) / 'cluster.json'}")
+          f"{result['seconds']:.0f} s); wrote {resolve(args.run).cache / CLUSTER}")
+
+
+def cmd_evaluate(args) -> None:
+    import json
+
+    from acai.pretrained import resolve
+    from acai.training.run import rescore_lines
+
+    trained = resolve(args.run)
+    result = rescore_lines(trained.load("evaluate"))
+    if args.json:
+        print(json.dumps({"source": trained.label, **result}, indent=2))
+        return
+    print(f"{trained.label}: Mean Distance {result['mean_distance']:.6g}, Smoothness {result['smoothness']:.6g} "
+          f"({result['state']}), scored again on the lines of its evaluation {result['evaluation']} ("
+          f"{result['pairs']} interpolations, seed {result['seed']})")
+
+
+def cmd_pretrained(args) -> None:
+    import json
+
+    from acai import pretrained
+
+    found = pretrained.entries()
+    if args.json:
+        print(json.dumps({name: item.to_dict() for name, item in found.items()}, indent=2))
+        return
+    problems = []
+    rows = [("name", "model", "data", "d_z", "recipe", "samples", "Mean Distance", "Smoothness", "stored", "size",
+             "trained")]
+    for name, item in found.items():
+        try:
+            pretrained.verified_bytes(item)
+            size = f"{(pretrained.DIRECTORY / item.file).stat().st_size / 2**20:.1f} MiB"
+        except pretrained.DamagedPretrained as error:
+            problems.append(error)
+            size = "missing" if not (pretrained.DIRECTORY / item.file).exists() else "damaged"
+        metrics = [f"{item.metrics[key]:.4g}" if key in item.metrics else "-" for key in ("mean_distance", "smoothness")]
+        rows.append((name, item.model, item.data, str(item.d_z), item.recipe, f"{item.samples:,}", *metrics,
+                     item.precision, size, item.date))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"{len(found)} models in {pretrained.manifest_path()}; metrics: `acai evaluate pretrained:NAME`, "
+          f"a grid: `acai interpolate pretrained:NAME --out grid.png`; --json: every field")
+    if problems:
+        raise problems[0]
 
 
 def show_progress(args) -> bool:
@@ -373,6 +418,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"acai: error: {message}; see {self.prog} --help\n")
+
+
+# The positional argument of the commands that draw from or measure trained weights (acai.pretrained.resolve).
+RUN_OR_PRETRAINED = "run folder written by `acai train`, or pretrained:NAME (a shipped model: acai pretrained lists them)"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -431,7 +480,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("interpolate", help="draw a grid of interpolations from a trained run")
-    p.add_argument("run", help="run folder written by `acai train`")
+    p.add_argument("run", help=RUN_OR_PRETRAINED)
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--pairs", type=positive_int, default=8)
     p.add_argument("--steps", type=positive_int, default=declared(interpolation_rows, "steps"))
@@ -441,7 +490,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_interpolate)
 
     p = sub.add_parser("samples", help="decode random codes z ~ N(0, I) of a trained run (Figure 4 for the VAE)")
-    p.add_argument("run", help="run folder written by `acai train`")
+    p.add_argument("run", help=RUN_OR_PRETRAINED)
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--count", type=positive_int, default=declared(random_code_images, "count"))
     p.add_argument("--seed", type=seed_int, default=declared(random_code_images, "seed"))
@@ -509,7 +558,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("probe", help="linear probe on a trained run's codes, or on raw pixels (--data)")
-    p.add_argument("run", nargs="?", default=None, help="run folder written by `acai train`")
+    p.add_argument("run", nargs="?", default=None, help=RUN_OR_PRETRAINED)
     p.add_argument("--data", default=None, help="probe the raw pixels of this data set instead (the paper's baseline)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--samples", type=positive_int, default=declared(linear_probe, "samples"),
@@ -526,12 +575,22 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("cluster", help="K-Means clustering accuracy of a trained run's codes (table 3)")
-    p.add_argument("run", help="run folder written by `acai train`")
+    p.add_argument("run", help=RUN_OR_PRETRAINED)
     p.add_argument("--restarts", type=positive_int, default=declared(cluster_run, "restarts"))
     p.add_argument("--iterations", type=positive_int, default=declared(cluster_run, "iterations"))
     p.add_argument("--seed", type=seed_int, default=declared(cluster_run, "seed"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("evaluate", help="score trained weights again on the lines metrics, on the lines and draws "
+                                        "of the training loop's evaluation at those weights")
+    p.add_argument("run", help=RUN_OR_PRETRAINED)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pretrained", help="list the trained models shipped with acai (use one as pretrained:NAME)")
+    p.add_argument("--json", action="store_true", help="print every field of the manifest")
+    p.set_defaults(func=cmd_pretrained)
     return parser
 
 

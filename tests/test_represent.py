@@ -14,6 +14,7 @@ from acai.training.config import ConfigError, TrainConfig
 from acai.reproduce.plan import RunSpec
 from acai.reproduce.sweep import reproduce
 from acai.training.loop import train
+from acai.training.run import load_run
 
 from conftest import SMALL_HPARAMS, TINY_SETTINGS, tiny_sweep
 
@@ -178,7 +179,7 @@ def test_vae_clustering_reads_sampled_codes_drawn_from_the_clustering_seed(tmp_p
     assert first.shape == (200, 32) and first_test.shape == (50, 32)
     np.testing.assert_array_equal(first, again)  # the same seed draws the same codes
     assert not np.allclose(first, other)  # another seed: other draws of z = mu + sigma * eps
-    run = represent.load_run(folder)
+    run = load_run(folder)
     x, _ = run.source.train_set()
     with torch.no_grad():
         h, mu, log_var = run.model.posterior(x)
@@ -192,7 +193,7 @@ def test_vqvae_clustering_reads_the_continuous_encoder_output(tmp_path, small_mn
     folder = tiny_run(tmp_path / "vqvae", "vqvae", small_mnist)
     seen = capture_clustering(monkeypatch)
     represent.cluster_run(folder, restarts=2, iterations=5)
-    run = represent.load_run(folder)
+    run = load_run(folder)
     x, _ = run.source.train_set()
     with torch.no_grad():
         continuous, bottleneck = run.model.encoder(x).flatten(1), run.model.features(x).flatten(1)
@@ -212,7 +213,7 @@ def test_svhn_clustering_fits_the_head_of_svhn_train_in_file_order(tmp_path, mon
     monkeypatch.setattr(represent, "CLUSTER_TRAIN_IMAGES", 20)  # 60,000 on the real files (of 73,257)
     seen = capture_clustering(monkeypatch)
     result = represent.cluster_run(folder, restarts=2, iterations=5)
-    run = represent.load_run(folder)
+    run = load_run(folder)
     first = torch.from_numpy(train_x[..., :20].transpose(3, 2, 0, 1).astype(np.float32)) * (2 / 255) - 1
     with torch.no_grad():
         expected = run.model.encode(first).flatten(1).numpy()

@@ -109,12 +109,20 @@ class LinesMetrics:
         return offers(run.source, Capability.LINES)
 
     def __call__(self, run: EvaluatedRun, generator: torch.Generator) -> dict[str, float | str]:
-        index = len(run.history)
-        pairs = run.config.evaluation_pairs(index)
-        batch = run.source.evaluation_lines(run.config.seed, index, 2 * pairs)
-        mean_distance, smoothness = lines.evaluate(lines_interpolations(run.model, batch, generator=generator))
-        return {"mean_distance": mean_distance, "smoothness": smoothness,
-                "state": lines_state(mean_distance, smoothness), "pairs": pairs}
+        return lines_metrics(run.model, run.source, run.config, len(run.history), generator)
+
+
+def lines_metrics(model: torch.nn.Module, source: DataSource, config: EvaluationSettings, index: int,
+                  generator: torch.Generator) -> dict[str, float | str]:
+    """The lines metrics of evaluation `index` of a run configured as `config`: its own fresh lines
+    (drawn from its seed and the index) and, for a model that samples its codes, `generator`'s draws.
+    Apart from `LinesMetrics` so that trained weights can be scored again as their run scored them
+    (`acai evaluate`)."""
+    pairs = config.evaluation_pairs(index)
+    batch = source.evaluation_lines(config.seed, index, 2 * pairs)
+    mean_distance, smoothness = lines.evaluate(lines_interpolations(model, batch, generator=generator))
+    return {"mean_distance": mean_distance, "smoothness": smoothness,
+            "state": lines_state(mean_distance, smoothness), "pairs": pairs}
 
 
 class ProbeAccuracy:

@@ -11,20 +11,22 @@
       show what the tandem probe would reach on converged inputs, so it changes
       nothing but the inputs being fixed.
 * `cluster_run`: SPEC 5's K-Means clustering accuracy, cached in the run
-  folder as cluster.json. It clusters the codes (`model.encode`, the release's
-  `ops.encode`: the VAE's sampled z, drawn with a generator seeded from the
-  clustering seed; the VQ-VAE's continuous encoder output) of the first 60,000
+  folder (a pretrained model's: its cache folder) as cluster.json. It
+  clusters the codes (`model.encode`, the release's `ops.encode`: the VAE's
+  sampled z, drawn with a generator seeded from the clustering seed; the
+  VQ-VAE's continuous encoder output) of the first 60,000
   training images in file order (the release's `train_once` stream: for SVHN
   the first 60,000 of svhn-train, not train + extra) and of the whole test set.
 
 The probes read `model.features(x)`, what the tandem probe reads (the VAE: the
 encoder output h before sampling; the VQ-VAE: the quantised bottleneck output).
+Both take a run folder or pretrained:NAME (`acai.pretrained.resolve`).
 """
 from __future__ import annotations
 
 import inspect
+import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,9 +38,10 @@ from acai.measures.cluster import PAPER_ITERATIONS, PAPER_RESTARTS, evaluate_clu
 from acai.training.config import ConfigError
 from acai.core.data import Capability, get_source, offers
 from acai.core.nets import dense, in_chunks, to_device
+from acai.pretrained import resolve
 from acai.training.progress import Tick
-from acai.training.run import derived_seed, load_run
-from acai.training.run_folder import CHECKPOINT, CLUSTER, FAILED, PROBE
+from acai.training.run import TrainedModel, derived_seed
+from acai.training.run_folder import CLUSTER, PROBE
 
 # cluster.py's `get_latents_and_labels(..., ds.train_once, 60000)`: the whitening and K-Means are
 # fitted on the codes of the first 60,000 images of the unshuffled training stream.
@@ -132,30 +135,30 @@ def pixel_probe(data: str, data_dir=None, protocol: str = "classify_fc", **probe
     return {"protocol": protocol, **linear_probe(train_x, train_y, test_x, test_y, source.num_classes, **options)}
 
 
-def run_probe(run_dir, progress: bool = False, protocol: str = "tandem", tick: Tick | None = None,
+def run_probe(source: str | os.PathLike, progress: bool = False, protocol: str = "tandem", tick: Tick | None = None,
               cached_only: bool = False, **probe_options) -> dict | None:
-    """`linear_probe` on the frozen codes of a trained run (after training, not in tandem), by default
-    with the tandem probe's protocol; reuses run_dir/probe.json if made with the same options.
-    `cached_only`: that cached result, or None; nothing is computed."""
-    run_dir = Path(run_dir)
-    refuse_diverged(run_dir, "probe")
-    options = {**_PROBE_DEFAULTS, **protocol_options(protocol), **probe_options,
-               "checkpoint": ckpt.digest(checkpoint_of(run_dir))}
+    """`linear_probe` on the frozen codes of a trained run (after training, not in tandem) or of
+    pretrained:NAME, by default with the tandem probe's protocol; reuses the probe.json of its cache
+    folder (a run's own) if made with the same options. `cached_only`: that cached result, or None;
+    nothing is computed."""
+    trained = resolve(source)
+    trained.check("probe")
+    options = {**_PROBE_DEFAULTS, **protocol_options(protocol), **probe_options, "checkpoint": trained.digest()}
     # probe.json files written before the protocols existed were made with the tandem protocol.
-    cached = ckpt.cached_json(run_dir / PROBE, options, absent=PROTOCOLS["tandem"])
+    cached = ckpt.cached_json(trained.cache / PROBE, options, absent=PROTOCOLS["tandem"])
     if cached or cached_only:
         return cached
-    run = load_run(run_dir)
-    _require_labels(run, "probe")
+    run = trained.load("probe")
+    _require_labels(run, trained.label, "probe")
     (train_x, train_y), (test_x, test_y) = encode_split(run, "train"), encode_split(run, "test")
     result = linear_probe(train_x, train_y, test_x, test_y, run.source.num_classes, progress=progress, tick=tick,
                           **{k: v for k, v in options.items() if k != "checkpoint"})
-    ckpt.save_json({**options, **result}, run_dir / PROBE)
+    ckpt.save_json({**options, **result}, trained.cache / PROBE)
     return {**options, **result}
 
 
 @torch.no_grad()
-def encode_split(run, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_split(run: TrainedModel, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Probe features of every image of the run's `split` ("train" or "test") -> (N, d) float32, labels (N,)."""
     x, y = run.source.train_set() if split == "train" else run.source.test_set()
     run.model.eval()
@@ -171,7 +174,7 @@ def encode_codes(model, x: torch.Tensor, generator: torch.Generator, device) -> 
     return in_chunks(lambda b: model.encode(to_device(b, device), generator).flatten(1).float(), x, 1000).cpu()
 
 
-def clustering_sets(run, seed: int, limit: int):
+def clustering_sets(run: TrainedModel, seed: int, limit: int):
     """(train codes, test codes, test labels) as the release's cluster.py reads them: the codes of the
     first `limit` training images in file order, then of every test image, drawn (for a sampling
     model) from one generator seeded from `seed`."""
@@ -182,47 +185,29 @@ def clustering_sets(run, seed: int, limit: int):
             encode_codes(run.model, test_x, generator, run.device), test_y)
 
 
-def refuse_diverged(run_dir, command: str) -> None:
-    """ConfigError for a run that diverged (failed.json): its checkpoint is the last good one, often
-    step 0's, and measuring or drawing it would pass untrained weights off as the run's result."""
-    path = Path(run_dir) / FAILED
-    if not path.exists():
-        return
-    failure = ckpt.read_json(path)
-    error = failure.get("error") if isinstance(failure, dict) else None
-    why = error.split(";")[0] if isinstance(error, str) and error else "its loss stopped being finite"
-    raise ConfigError(f"{run_dir} diverged ({why}), so acai {command} refuses it: its checkpoint is from before the "
-                      f"divergence, not a trained model; train it again into a new --out with a lower --lr (or "
-                      f"other --hp values)")
-
-
-def checkpoint_of(run_dir: Path) -> Path:
-    path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
-        raise ConfigError(f"no checkpoint at {path}; train first (acai train ... --out {run_dir})")
-    return path
-
-
-def _require_labels(run, what: str) -> None:
+def _require_labels(run: TrainedModel, label: str, what: str) -> None:
     if not run.source.num_classes or not offers(run.source, Capability.TRAIN_SET):
-        raise ConfigError(f"cannot {what} a run on {run.config.data!r}: it needs a labelled data set with a "
-                          "fixed training set (mnist, svhn, cifar10 or a labelled folder:PATH)")
+        raise ConfigError(f"cannot {what} {label}: it was trained on {run.config.data!r}, and acai {what} needs a "
+                          f"labelled data set with a fixed training set (mnist, svhn, cifar10 or a labelled "
+                          f"folder:PATH)")
 
 
-def cluster_run(run_dir, restarts: int = PAPER_RESTARTS, iterations: int = PAPER_ITERATIONS, seed: int = 0,
-                progress: bool = False, tick: Tick | None = None, cached_only: bool = False) -> dict | None:
-    """SPEC 5 clustering accuracy of a run's codes; reuses run_dir/cluster.json if made with these settings
-    (files made before the codes were `encode`'s and the first 60,000 training images are recomputed).
-    `cached_only`: that cached result, or None; nothing is computed."""
-    run_dir = Path(run_dir)
-    refuse_diverged(run_dir, "cluster")
+def cluster_run(source: str | os.PathLike, restarts: int = PAPER_RESTARTS, iterations: int = PAPER_ITERATIONS,
+                seed: int = 0, progress: bool = False, tick: Tick | None = None,
+                cached_only: bool = False) -> dict | None:
+    """SPEC 5 clustering accuracy of the codes of a run folder or pretrained:NAME; reuses the cluster.json of
+    its cache folder (a run's own) if made with these settings (files made before the codes were `encode`'s
+    and the first 60,000 training images are recomputed). `cached_only`: that cached result, or None;
+    nothing is computed."""
+    trained = resolve(source)
+    trained.check("cluster")
     settings = dict(restarts=restarts, iterations=iterations, seed=seed, clustered="model.encode",
-                    train_images=CLUSTER_TRAIN_IMAGES, checkpoint=ckpt.digest(checkpoint_of(run_dir)))
-    cached = ckpt.cached_json(run_dir / CLUSTER, settings)
+                    train_images=CLUSTER_TRAIN_IMAGES, checkpoint=trained.digest())
+    cached = ckpt.cached_json(trained.cache / CLUSTER, settings)
     if cached or cached_only:
         return cached
-    run = load_run(run_dir)
-    _require_labels(run, "cluster")
+    run = trained.load("cluster")
+    _require_labels(run, trained.label, "cluster")
     start = time.perf_counter()
     train_codes, test_codes, test_labels = clustering_sets(run, seed, CLUSTER_TRAIN_IMAGES)
     encoding = time.perf_counter() - start
@@ -231,5 +216,5 @@ def cluster_run(run_dir, restarts: int = PAPER_RESTARTS, iterations: int = PAPER
                                  progress=progress, tick=tick)
     result = {**settings, **result, "encode_seconds": encoding, "clustered_codes": run.model.CODES,
               "codes": list(train_codes.shape)}
-    ckpt.save_json(result, run_dir / CLUSTER)
+    ckpt.save_json(result, trained.cache / CLUSTER)
     return result

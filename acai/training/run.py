@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,12 +24,12 @@ import torch.nn.functional as F
 
 from acai.training import checkpoint as ckpt
 from acai.training.config import REPORTING_FIELDS, ConfigError, TrainConfig
-from acai.core.data import DataSource, get_source
-from acai.core.evaluations import EVALUATIONS
+from acai.core.data import Capability, DataSource, get_source, offers
+from acai.core.evaluations import EVALUATIONS, lines_metrics
 from acai.core.models import build
 from acai.core.nets import apply_init, dense
 from acai.training.machine import provenance, resolve_device
-from acai.training.run_folder import CHECKPOINT, CLOCK, LOG, METRICS, summarise
+from acai.training.run_folder import CHECKPOINT, CLOCK, LOG, METRICS, refuse_diverged, summarise
 
 LOSS_EVERY = 25  # steps between progress updates (and the losses a reporter sees)
 NOISE_STREAM, EVALUATION_STREAM = 1, 2  # tags that keep a run's random streams apart
@@ -114,14 +115,20 @@ def tensorflow_epsilon(step: int) -> float:
     return TF_ADAM_EPSILON / math.sqrt(1.0 - ADAM_BETAS[1] ** (step + 1))
 
 
+def build_model(config: TrainConfig, source: DataSource, device: torch.device,
+                weights: torch.Generator) -> torch.nn.Module:
+    """`config`'s model for `source`'s images on `device`, its initial weights drawn from `weights`."""
+    model = build(config.model, config.arch(colors=source.shape[0]), weights, **config.hparams)
+    apply_init(model, config.init)
+    return model.to(device, memory_format=torch.channels_last)  # see to_device
+
+
 def build_run(config: TrainConfig) -> Run:
     """Model, probe, optimisers and noise generator for `config`, initialised from its seed."""
     device = resolve_device(config.device)
     source = get_source(config.data, config.data_dir)
     weights = torch.Generator().manual_seed(config.seed)  # the run's own: initial weights of model and probe
-    model = build(config.model, config.arch(colors=source.shape[0]), weights, **config.hparams)
-    apply_init(model, config.init)
-    model = model.to(device, memory_format=torch.channels_last)  # see to_device
+    model = build_model(config, source, device, weights)
     declared = model.param_groups()
     unknown = sorted(set(config.group_lr) - set(declared) - {"probe"})
     if unknown:
@@ -217,13 +224,18 @@ def evaluate(run: Run) -> dict:
     (seed, evaluation index), so an evaluation never depends on what else ran before."""
     run.model.eval()
     index = len(run.history)
-    generator = torch.Generator(run.device).manual_seed(derived_seed(run.config.seed, EVALUATION_STREAM, index))
+    generator = evaluation_generator(run.config.seed, index, run.device)
     result = {"samples": run.step * run.config.batch, "evaluation": index}
     for evaluation in EVALUATIONS:
         if evaluation.applies(run):
             result.update(evaluation(run, generator))
     run.model.train()
     return result
+
+
+def evaluation_generator(seed: int, index: int, device: torch.device) -> torch.Generator:
+    """The generator of evaluation `index` of the run seeded `seed`: what draws a sampling model's codes."""
+    return torch.Generator(device).manual_seed(derived_seed(seed, EVALUATION_STREAM, index))
 
 
 def save_checkpoint(run: Run, out: Path) -> None:
@@ -294,3 +306,85 @@ def finish(run: Run, out: Path) -> dict:
                "config": cfg.to_dict(), **provenance(run.device)}
     ckpt.save_json(metrics, out / METRICS)
     return metrics
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedModel:
+    """What drawing from and measuring trained weights read: a run without its optimisers, its tandem probe
+    or its history. `evaluation` is the index of the training loop's evaluation at these weights: the
+    lines it drew and the generator of a sampling model's codes (`rescore_lines`)."""
+
+    config: TrainConfig
+    source: DataSource
+    model: torch.nn.Module  # in eval mode
+    device: torch.device
+    evaluation: int
+
+
+class Trained(Protocol):
+    """Trained weights that `acai interpolate`, `samples`, `evaluate`, `probe` and `cluster` read: a run
+    folder (`RunFolder`) or a shipped model (acai/pretrained/__init__.py, `Pretrained`);
+    `acai.pretrained.resolve` makes one from those commands' RUN_OR_PRETRAINED argument."""
+
+    @property
+    def label(self) -> str: ...  # how messages name it: the folder, or pretrained:NAME
+
+    @property
+    def cache(self) -> Path: ...  # the folder that caches measurements of these weights (probe.json, cluster.json)
+
+    def digest(self) -> str: ...  # SHA-256 of the weights' file: what a cached measurement is keyed to
+
+    def check(self, command: str) -> None: ...  # ConfigError for weights `command` must not read, before a cache
+
+    def load(self, command: str) -> TrainedModel: ...  # the model, after `check`
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder's checkpoint as `Trained` weights."""
+
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        return str(self.folder)
+
+    @property
+    def cache(self) -> Path:
+        return self.folder
+
+    def digest(self) -> str:
+        path = self.folder / CHECKPOINT
+        if not path.exists():
+            raise ConfigError(f"no checkpoint at {path}; train first (acai train ... --out {self.folder})")
+        return ckpt.digest(path)
+
+    def check(self, command: str) -> None:
+        refuse_diverged(self.folder, command)
+
+    def load(self, command: str) -> TrainedModel:
+        self.check(command)
+        run = load_run(self.folder)
+        run.model.eval()
+        return TrainedModel(config=run.config, source=run.source, model=run.model, device=run.device,
+                            evaluation=saved_evaluation(run))
+
+
+def saved_evaluation(run: Run) -> int:
+    """The index of the evaluation the training loop made, or would make, at the run's current step: the
+    last one logged when it was made at this step (a finished run's last), else the next one (a checkpoint
+    written between evaluations)."""
+    made_here = bool(run.history) and run.history[-1].get("samples") == run.step * run.config.batch
+    return len(run.history) - 1 if made_here else len(run.history)
+
+
+def rescore_lines(trained: TrainedModel) -> dict[str, float | str]:
+    """The lines metrics of trained weights as the training loop scored them at their evaluation: the same
+    lines, the same generator. For a finished run in float32: its last logged values, to the bit."""
+    if not offers(trained.source, Capability.LINES):
+        raise ConfigError(f"the lines metrics need a model trained on lines, and this one was trained on "
+                          f"{trained.config.data}; measure its codes with acai probe or acai cluster")
+    trained.model.eval()
+    generator = evaluation_generator(trained.config.seed, trained.evaluation, trained.device)
+    return {**lines_metrics(trained.model, trained.source, trained.config, trained.evaluation, generator),
+            "evaluation": trained.evaluation, "seed": trained.config.seed}

@@ -169,3 +169,17 @@ def state(folder, config: TrainConfig | None = None) -> FolderState:
     if metrics is not None:
         return FolderState(folder=folder, name="done", metrics=metrics)
     return FolderState(folder=folder, name="resumable" if (folder / CHECKPOINT).exists() else "not started")
+
+
+def refuse_diverged(folder, command: str) -> None:
+    """ConfigError for a run that diverged (failed.json): its checkpoint is the last good one, often
+    step 0's, and measuring or drawing it would pass untrained weights off as the run's result."""
+    path = Path(folder) / FAILED
+    if not path.exists():
+        return
+    failure = ckpt.read_json(path)
+    error = failure.get("error") if isinstance(failure, dict) else None
+    why = error.split(";")[0] if isinstance(error, str) and error else "its loss stopped being finite"
+    raise ConfigError(f"{folder} diverged ({why}), so acai {command} refuses it: its checkpoint is from before the "
+                      f"divergence, not a trained model; train it again into a new --out with a lower --lr (or "
+                      f"other --hp values)")
