@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import torch
 
 from acai.cli import positive_int
 from acai.training.config import ConfigError
+from acai.training.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "reference" / "release-curves"
@@ -114,16 +114,6 @@ def speedup(release: list[dict], ours: list[dict]) -> tuple[float | None, list[s
     return theirs / mine, missed
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mean-distance", type=float, default=5e-3)
@@ -155,7 +145,7 @@ def main(argv=None) -> int:
         return 2
     ours = [our_time(config, args.mean_distance, args.smoothness) for config in configs]
     print(f"time to Mean Distance <= {args.mean_distance:g} and Smoothness <= {args.smoothness:g} on lines, "
-          f"ACAI, training time only, {args.threads} thread(s); ours on {cpu_name()}, "
+          f"ACAI, training time only, {args.threads} thread(s); ours on {cpu_model()}, "
           f"{time.strftime('%Y-%m-%d')}; the release read from {args.release.name}/ (another day and CPU)")
     print(f"{'side':8s} {'seed':>4s} {'samples':>9s} {'seconds':>9s} {'MD e-3':>7s} {'smooth':>7s} {'samples/s':>10s}")
     for side, rows in (("release", release), ("ours", ours)):
@@ -168,7 +158,7 @@ def main(argv=None) -> int:
     ratio, missed = speedup(release, ours)
     print(f"ratio, release / ours (means over seeds): {ratio:.1f}x" if ratio else
           f"ratio: undefined, {', '.join(missed)} did not reach the threshold")
-    result = dict(date=time.strftime("%Y-%m-%d"), cpu=cpu_name(), torch=torch.__version__, threads=args.threads,
+    result = dict(date=time.strftime("%Y-%m-%d"), cpu=cpu_model(), torch=torch.__version__, threads=args.threads,
                   thresholds=dict(mean_distance=args.mean_distance, smoothness=args.smoothness),
                   command=" ".join(["python benchmarks/time_to_quality.py", *(argv or sys.argv[1:])]),
                   release_source=project_relative(args.release), release=release, ours=ours, ratio=ratio, missed=missed)

@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import platform
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,7 +36,7 @@ from acai import __version__
 from acai.core.data import Capability, get_source, offers
 from acai.training import checkpoint as ckpt
 from acai.training.config import ConfigError, TrainConfig
-from acai.training.machine import resolve_device
+from acai.training.machine import cpu_model, resolve_device
 from acai.training.run import (RunFolder, Trained, TrainedModel, build_model, rescore_lines)
 from acai.training.run_folder import CLOCK, METRICS, METRICS_KEYS, state
 from acai.core.evaluations import REPORTED
@@ -266,17 +265,6 @@ def serialized(tensors: dict[str, torch.Tensor]) -> bytes:
     buffer = io.BytesIO()
     torch.save({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, buffer)
     return buffer.getvalue()
-
-
-def cpu_model() -> str:
-    """This machine's processor as /proc/cpuinfo names it (Linux), else its architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def export(folder: str | os.PathLike, name: str, recipe: str, run_label: str | None = None) -> Entry:
