@@ -248,7 +248,24 @@ def verdict(table: Table, data: str, dz: int, by_model: dict, m: Measure) -> str
     paper_best = pick(paper, key=lambda k: np.mean(paper[k])) if paper else None
     ranked = sorted(eligible, key=eligible.get, reverse=not m.lower_is_better)
     place = f"; acai ranks {ranked.index('acai') + 1} of {len(ranked)} eligible" if "acai" in ranked else ""
-    return f"{data} d_z={dz}, {m.heading}: best {best or 'none (no model eligible)'}{place} (paper: best {paper_best or '—'})."
+    tau = rank_agreement(eligible, paper)
+    agreement = f"; Kendall's τ with the paper over those {tau[1]}: {tau[0]:.2f}" if tau else ""
+    return (f"{data} d_z={dz}, {m.heading}: best {best or 'none (no model eligible)'}{place}{agreement} "
+            f"(paper: best {paper_best or '—'}).")
+
+
+def rank_agreement(ours: dict[str, float], paper: dict) -> tuple[float, int] | None:
+    """Kendall's τ-b between our means and the paper's over the models both have (our eligible ones), and
+    how many: 1 when both order them alike, -1 when reversed; None under 3 models, where it says little.
+    Both in the same direction (lower or higher is better), so the sign needs no flip."""
+    from scipy.stats import kendalltau
+
+    common = [model for model in ours if model in paper]
+    if len(common) < 3:
+        return None
+    theirs = [paper[model][0] if isinstance(paper[model], tuple) else paper[model] for model in common]
+    tau = kendalltau([ours[model] for model in common], theirs).statistic
+    return (float(tau), len(common)) if math.isfinite(tau) else None
 
 
 def pixel_row(table: Table, data: str, accuracy: float | None) -> tuple[str, str, list[tuple[str, str]]]:
