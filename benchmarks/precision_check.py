@@ -1,17 +1,24 @@
-"""Does bfloat16 autocast keep a preset's Table 1 metrics within float32's seed-to-seed spread?
+"""Does bfloat16 autocast change a preset's metrics by more than float32's own seed-to-seed spread?
 
-    python benchmarks/precision_check.py [--preset quick] [--samples 196608] [--seeds 3] [--models ...]
-                                         [--workers 2] [--out results/precision]
+    python benchmarks/precision_check.py [--preset quick] [--data lines|mnist] [--samples N] [--seeds 3]
+                                         [--models ...] [--workers 2] [--out results/precision]
 
-Reproduces Table 1 with the preset's recipe (at --samples per run if given,
-evaluated every --eval-every samples, reported as the median of the last
---window evaluations) twice, every model in
-float32 and every model in bfloat16 (`acai reproduce table1 --precision ...`,
-runs reused if present), then compares per model Mean Distance, Smoothness and
-the tandem probe's accuracy: mean ± std over seeds per precision, and whether
-the bfloat16 mean lies within float32's [min, max] over seeds widened by one
-float32 std (a metric undefined in one precision and defined in the other, or
-a collapse in one only, fails). Writes benchmarks/results/precision_check-PRESET.json.
+Reproduces the preset's table (Table 1 on lines, Table 2 on MNIST; at --samples per run if given) twice
+with the same seeds, every model in float32 and every model in bfloat16 (`acai reproduce ... --precision`,
+runs reused if present, so the float32 side of `--preset quick` can be the runs of `make quick`), then asks
+per model and metric (Mean Distance, Smoothness and the tandem probe on lines; the tandem probe on MNIST):
+
+- the pairs: seed s in float32 and seed s in bfloat16 start from the same weights and see the same batches
+  and noise, so their difference is the precision's effect plus the chaos of training;
+- the margin: float32's standard deviation over its seeds (ddof 1): what changing the seed does;
+- the test: a paired t-test of the differences. bfloat16 **fails** a metric when the mean difference is
+  both significant (p < 0.05, two-sided) and larger than the margin: a shift that the seeds cannot
+  explain and that matters at their scale. With 3 pairs the test finds only large shifts; the mean
+  difference in margins is printed beside it so that a reader sees the size too;
+- the states: a seed whose bfloat16 run is at the mean image, collapsed or diverged while its float32
+  run is not fails the model outright (the harm that matters most); the reverse is reported.
+
+Writes benchmarks/results/precision_check-DATA-PRESET.json.
 """
 from __future__ import annotations
 
@@ -21,24 +28,36 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import ttest_rel
 
+from acai.core.evaluations import UNRANKED
 from acai.reproduce.executors import Local
 from acai.core.models import MODELS
 from acai.reproduce.plan import SweepSpec, finished
 from acai.reproduce.presets import PRESETS
 from acai.reproduce.sweep import reproduce
 
-METRICS = ("mean_distance", "smoothness", "probe_accuracy")
+METRICS = {"lines": ("mean_distance", "smoothness", "probe_accuracy"), "mnist": ("probe_accuracy",)}
+TABLE = {"lines": "table1", "mnist": "table2"}
+SIGNIFICANCE = 0.05
 
 
-def within_spread(f32: np.ndarray, b16: np.ndarray) -> bool:
-    defined32, defined16 = np.isfinite(f32), np.isfinite(b16)
-    if not defined32.any() or not defined16.any():
-        return bool(defined32.any() == defined16.any())
-    if defined32.all() != defined16.all():
-        return False  # undefined on some seeds in one precision only
-    slack = np.nanstd(f32)
-    return bool(np.nanmin(f32) - slack <= np.nanmean(b16) <= np.nanmax(f32) + slack)
+def paired_check(f32: list[float], b16: list[float], f32_states: list[str], b16_states: list[str]) -> dict:
+    """One metric of one model over paired seeds -> the test's numbers and whether bfloat16 fails it."""
+    ranked = [i for i, (a, b) in enumerate(zip(f32_states, b16_states)) if a not in UNRANKED and b not in UNRANKED
+              and math.isfinite(f32[i]) and math.isfinite(b16[i])]
+    worse = [i for i, (a, b) in enumerate(zip(f32_states, b16_states)) if a not in UNRANKED and b in UNRANKED]
+    better = [i for i, (a, b) in enumerate(zip(f32_states, b16_states)) if a in UNRANKED and b not in UNRANKED]
+    result = dict(pairs=len(ranked), unranked_in_bfloat16_only=worse, unranked_in_float32_only=better,
+                  mean_difference=None, margin=None, p=None, fails=bool(worse))
+    if len(ranked) < 2:
+        return result  # nothing to test: too few seeds ranked in both precisions
+    a, b = np.asarray(f32)[ranked], np.asarray(b16)[ranked]
+    difference, margin = float(np.mean(b - a)), float(np.std(a, ddof=1))
+    p = float(ttest_rel(b, a).pvalue) if np.any(b != a) else 1.0
+    result.update(mean_difference=difference, margin=margin, p=p if math.isfinite(p) else 1.0)
+    result["fails"] = bool(worse) or (result["p"] < SIGNIFICANCE and abs(difference) > margin)
+    return result
 
 
 def fmt(values: np.ndarray, scale: float, digits: int) -> str:
@@ -52,52 +71,64 @@ def fmt(values: np.ndarray, scale: float, digits: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", choices=list(PRESETS))
+    parser.add_argument("--data", default="lines", choices=list(METRICS))
     parser.add_argument("--samples", type=int, default=None, help="per run (default: the preset's)")
-    parser.add_argument("--eval-every", type=int, default=16_384)
-    parser.add_argument("--window", type=int, default=3)
+    parser.add_argument("--eval-every", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--window", type=int, default=None, help="evaluations in the reported median (default: the preset's)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", default="results/precision")
     args = parser.parse_args()
+    metrics = METRICS[args.data]
+    overrides = {key: value for key, value in (("eval_every", args.eval_every), ("eval_window", args.window),
+                                                ("samples", args.samples)) if value is not None}
+    if args.samples and PRESETS[args.preset].lines.lr_decay_over is not None:  # the cosine ends at the new budget
+        overrides["lr_decay_over"] = args.samples
     runs = {}
     for precision in ("float32", "bfloat16"):
-        overrides = dict(eval_every=args.eval_every, eval_window=args.window)
-        if args.samples:
-            overrides["samples"] = args.samples
-            if PRESETS[args.preset].lines.lr_decay_over is not None:  # the cosine ends at the new budget
-                overrides["lr_decay_over"] = args.samples
-        name = f"{args.preset}-{args.samples or 'preset'}-{precision}"
-        spec = SweepSpec(what="table1", out=Path(args.out) / name, preset=PRESETS[args.preset], seeds=args.seeds,
-                         models=tuple(args.models), precision=precision, overrides=overrides)
+        name = f"{args.data}-{args.preset}-{args.samples or 'preset'}-{precision}"
+        spec = SweepSpec(what=TABLE[args.data], out=Path(args.out) / name, preset=PRESETS[args.preset],
+                         seeds=args.seeds, models=tuple(args.models), precision=precision, overrides=overrides,
+                         datasets=(args.data,), latents=(32,) if args.data == "mnist" else ())
         reproduce(spec, Local(args.workers))
-        runs[precision] = {m: [finished(r, spec.out) for r in spec.runs() if r.model == m] for m in args.models}
+        runs[precision] = {m: sorted((r.seed, finished(r, spec.out)) for r in spec.runs() if r.model == m)
+                           for m in args.models}
     report = {}
-    print(f"\n| model | Mean Distance ×10⁻³, float32 / bfloat16 | Smoothness, float32 / bfloat16 | probe %, float32 / "
-          f"bfloat16 | within spread | samples/s float32 → bfloat16 |\n|---|---|---|---|---|---|")
+    print(f"\n{args.data}, preset {args.preset}, {args.seeds} paired seeds; per metric: float32 / bfloat16 (mean ± "
+          f"std), then the mean paired difference in float32 seed stds and the paired t-test's p\n")
+    print("| model | " + " | ".join(metrics) + " | verdict | samples/s float32 → bfloat16 |")
+    print("|---|" + "---|" * (len(metrics) + 2))
     for model in args.models:
+        done = {p: [metrics_ for _, metrics_ in runs[p][model]] for p in runs}
+        states = {p: [r.get("state", "ok") for r in done[p]] for p in done}
         summary = {}
-        for key in METRICS:
-            f32 = np.array([r.get(key, math.nan) for r in runs["float32"][model]], dtype=float)
-            b16 = np.array([r.get(key, math.nan) for r in runs["bfloat16"][model]], dtype=float)
-            states = {p: [r.get("state", "ok") for r in runs[p][model]] for p in runs}
-            inside = within_spread(f32, b16) and (("collapsed" in states["float32"])
-                                                 == ("collapsed" in states["bfloat16"]))
-            summary[key] = dict(float32=f32.tolist(), bfloat16=b16.tolist(), within_spread=inside, states=states)
-        summary["samples_per_second"] = {p: float(np.mean([r["samples_per_second"] for r in runs[p][model]]))
-                                         for p in runs}
-        summary["passes"] = all(summary[key]["within_spread"] for key in METRICS)
+        for key in metrics:
+            values = {p: [float(r.get(key, math.nan)) for r in done[p]] for p in done}
+            summary[key] = dict(float32=values["float32"], bfloat16=values["bfloat16"], states=states,
+                                **paired_check(values["float32"], values["bfloat16"], states["float32"],
+                                               states["bfloat16"]))
+        summary["samples_per_second"] = {p: float(np.mean([r["samples_per_second"] for r in done[p]])) for p in done}
+        summary["passes"] = not any(summary[key]["fails"] for key in metrics)
+        summary["tested"] = all(summary[key]["pairs"] >= 2 for key in metrics)
         report[model] = summary
-        cells = [" / ".join(fmt(np.array(summary[key][p]), scale, digits) for p in ("float32", "bfloat16"))
-                 for key, scale, digits in (("mean_distance", 1e3, 2), ("smoothness", 1, 3), ("probe_accuracy", 1, 1))]
-        failing = [key for key in METRICS if not summary[key]["within_spread"]]
-        verdict = "yes" if not failing else "**no**: " + ", ".join(failing)
+        cells = []
+        for key in metrics:
+            scale, digits = {"mean_distance": (1e3, 2), "smoothness": (1, 3)}.get(key, (1, 1))
+            check = summary[key]
+            size = ("" if check["mean_difference"] is None else
+                    f"; Δ = {check['mean_difference'] / check['margin'] if check['margin'] else math.inf:+.2f} std, "
+                    f"p = {check['p']:.2f}")
+            cells.append(" / ".join(fmt(np.array(check[p]), scale, digits) for p in ("float32", "bfloat16")) + size)
+        failing = [key for key in metrics if summary[key]["fails"]]
+        verdict = ("**fails**: " + ", ".join(failing) if failing else
+                   "passes" if summary["tested"] else "not tested (under 2 seeds ranked in both)")
         rate = summary["samples_per_second"]
         print(f"| {model} | " + " | ".join(cells) + f" | {verdict} | {rate['float32']:.0f} → {rate['bfloat16']:.0f} |")
-    print("\npasses: " + ", ".join(m for m in args.models if report[m]["passes"]))
-    path = Path(__file__).parent / "results" / f"precision_check-{args.preset}-{args.samples or 'preset'}.json"
-    path.write_text(json.dumps(dict(preset=args.preset, samples=args.samples, seeds=args.seeds, models=report),
-                               indent=1) + "\n")
+    print("\npass: " + (", ".join(m for m in args.models if report[m]["passes"] and report[m]["tested"]) or "none"))
+    path = Path(__file__).parent / "results" / f"precision_check-{args.data}-{args.preset}-{args.samples or 'preset'}.json"
+    path.write_text(json.dumps(dict(data=args.data, preset=args.preset, samples=args.samples, seeds=args.seeds,
+                                    significance=SIGNIFICANCE, models=report), indent=1) + "\n")
     print(f"wrote {path}")
 
 

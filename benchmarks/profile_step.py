@@ -8,7 +8,8 @@ The step is `train_step` on a `build_run` run of the lines data (the quick prese
 --batch), after --warmup untimed steps. Self CPU time of every aten operator is summed into groups:
 convolution forward, convolution backward (input and weight gradients), dense layers (matrix products),
 the optimiser (Adam's multi-tensor kernels), and the rest (activations, losses, additions, copies,
-the noise draws: memory-bound elementwise work). FLOPs per group come from torch.utils.flop_counter on
+the noise draws: memory-bound elementwise work), and the self time outside aten operators (the autograd
+engine's nodes, Python). FLOPs per group come from torch.utils.flop_counter on
 one step; "of peak" divides a group's GFLOP/s by the peak of this script's own `conv_gflops` (a large
 3x3 convolution, forward and backward, channels-last, measured at the start of the same run).
 """
@@ -40,6 +41,7 @@ GROUPS = (
     ("optimiser", ("_foreach_", "_fused_adam")),
 )
 REST = "the rest (elementwise, losses, copies, noise)"
+OUTSIDE = "outside aten operators (autograd engine, Python)"
 # FlopCounterMode's operator names -> the same groups
 FLOP_GROUPS = {"convolution": "convolution forward", "convolution_backward": "convolution backward",
                "addmm": "dense layers", "mm": "dense layers", "bmm": "dense layers"}
@@ -89,6 +91,7 @@ def profile_steps(step, batches) -> tuple[dict[str, float], list[tuple[str, floa
         seconds[group] = seconds.get(group, 0.0) + s
         by_operator[event.name] = by_operator.get(event.name, 0.0) + s
     wall = sum(e.self_cpu_time_total for e in prof.events()) * per_step
+    seconds[OUTSIDE] = wall - sum(seconds.values())  # the self time of autograd nodes and record_function frames
     return seconds, sorted(by_operator.items(), key=lambda item: -item[1])[:12], wall
 
 
@@ -120,7 +123,7 @@ def main() -> None:
           f"3x3 conv fwd+bwd)")
     print(f"{'group':46s} {'ms/step':>8s} {'share':>6s} {'GFLOP/step':>10s} {'GFLOP/s':>8s} {'of peak':>7s}")
     rows = []
-    for group in [g for g, _ in GROUPS] + [REST]:
+    for group in [g for g, _ in GROUPS] + [REST, OUTSIDE]:
         s, f = seconds.get(group, 0.0), flops.get(group, 0.0)
         rate = f / s / 1e9 if s and f else None
         rows.append(dict(group=group, ms_per_step=s * 1e3, share=s / total, gflop_per_step=f / 1e9,

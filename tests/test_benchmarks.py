@@ -185,3 +185,39 @@ def test_time_to_quality_records_the_release_curves_relative_to_the_project():
 
     assert time_to_quality.project_relative(time_to_quality.RELEASE) == "../shared/reference/release-curves"
     assert time_to_quality.project_relative(BENCHMARKS / "results") == "benchmarks/results"
+
+
+def test_precision_check_fails_a_shift_larger_than_the_seeds_spread_and_passes_noise():
+    import precision_check
+
+    f32 = [4.0, 5.0, 6.0]  # float32's seed std: 1.0
+    ok = ["ok"] * 3
+    same_spread = precision_check.paired_check(f32, [4.5, 4.6, 6.2], ok, ok)  # differences 0.5, -0.4, 0.2
+    assert same_spread["pairs"] == 3 and not same_spread["fails"] and same_spread["p"] > 0.05
+    shifted = precision_check.paired_check(f32, [7.0, 8.1, 8.9], ok, ok)  # every seed ~3 stds worse
+    assert shifted["fails"] and shifted["p"] < 0.05 and shifted["mean_difference"] / shifted["margin"] > 2.5
+    tiny_but_consistent = precision_check.paired_check(f32, [4.01, 5.01, 6.011], ok, ok)  # significant, not large
+    assert tiny_but_consistent["p"] < 0.05 and not tiny_but_consistent["fails"]
+    stuck = precision_check.paired_check(f32, [30.0, 5.1, 6.1], ok, ["mean image", "ok", "ok"])
+    assert stuck["fails"] and stuck["unranked_in_bfloat16_only"] == [0] and stuck["pairs"] == 2
+    rescued = precision_check.paired_check(f32, [4.1, 5.1, 6.1], ["mean image", "ok", "ok"], ok)
+    assert not rescued["fails"] and rescued["unranked_in_float32_only"] == [0]
+    assert precision_check.paired_check(f32, f32, ["mean image"] * 3, ok)["pairs"] == 0  # nothing to test
+
+
+def test_profile_step_accounts_for_the_whole_step_in_its_groups(tmp_path):
+    out = tmp_path / "profile.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--model", "baseline", "--steps", "2",
+                           "--warmup", "1", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    groups = {row["group"]: row for row in result["groups"]}
+    assert sum(row["share"] for row in groups.values()) == pytest.approx(1.0)
+    assert groups["outside aten operators (autograd engine, Python)"]["share"] < 0.3  # the operators hold the time
+    # a convolutional autoencoder spends most of its step in convolutions, which hold all but a sliver of its FLOPs
+    convolutions = groups["convolution forward"]["share"] + groups["convolution backward"]["share"]
+    assert convolutions > 0.4
+    assert groups["convolution backward"]["gflop_per_step"] == pytest.approx(
+        2 * groups["convolution forward"]["gflop_per_step"], rel=0.05)
+    assert groups["optimiser"]["ms_per_step"] > 0 and result["peak_gflops"] > 0
