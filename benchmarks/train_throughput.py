@@ -211,8 +211,9 @@ def measure_speed(model: str, args) -> dict:
     except ConfigError as error:  # a precision the model refuses
         return dict(error=str(error))
     device = sides["trainer"][2].device
-    flops = {side: flops_per_step(step, batches) for side, (step, batches, _) in sides.items()}
+    # Warm-up first: the first calls of a compiled step compile it, and counting FLOPs is such a call.
     warm_s = {side: warm_up(step, batches[:args.warmup], device) for side, (step, batches, _) in sides.items()}
+    flops = {side: flops_per_step(step, batches) for side, (step, batches, _) in sides.items()}
     rates = alternating_rates({side: (step, batches, args.batch) for side, (step, batches, _) in sides.items()},
                               device, args)
     result = {side: dict(samples_per_s=float(np.median(r)), rounds=r, gflop_per_step=flops[side] / 1e9,
