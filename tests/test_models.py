@@ -170,6 +170,34 @@ def test_vqvae_training_step_stores_the_ema_codebook():
         torch.testing.assert_close(run.model.get_buffer(name), value)
 
 
+def test_vqvae_codebook_from_data_is_seeded_once_by_the_first_batch_and_off_by_default():
+    from acai.training.run import build_run, train_step
+
+    assert "codebook_seeded" not in build("vqvae", TINY).state_dict()  # the release's codebook, its checkpoints
+    run = build_run(tiny_config("vqvae", hparams=dict(codebook_log2=8, codebook_from_data=True), init="he"))
+    model = run.model
+    x, y = run.source.train_batch(0, 0, 8)
+    jitter = model.codebook.clone()  # the release's uniform draw
+    with torch.no_grad():
+        vectors = model.project(model.encode(x).flatten(1)).view(-1, TINY.dz)  # (8·L, d_z)
+        state = model.codebook_state(model.encode(x))
+    entries = len(jitter)
+    copies = vectors[torch.arange(entries) % len(vectors)] + jitter
+    torch.testing.assert_close(state["codebook"], copies)
+    torch.testing.assert_close(state["ema_count"].sum(), torch.tensor(float(len(vectors))))
+    torch.testing.assert_close(state["ema_sum"], copies * (len(vectors) / entries))
+    with torch.no_grad():  # the vectors spread over the seeded entries; on the release's they crowd a few
+        seeded_codes = model.nearest_entries(vectors, state["codebook"]).unique().numel()
+        release_codes = model.nearest_entries(vectors, jitter).unique().numel()
+    assert seeded_codes > 2 * release_codes
+    train_step(run, x, y)
+    assert model.codebook_seeded.item() == 1
+    with torch.no_grad():  # the second batch finds the stored codebook, not a new seeding
+        second = model.codebook_state(model.encode(run.source.train_batch(0, 1, 8)[0]))
+    torch.testing.assert_close(second["codebook"], model.codebook)
+    assert float((model.codebook - copies).abs().max()) < float(copies.abs().max())  # the EMA moved, not reseeded
+
+
 def test_vqvae_commitment_term():
     model = build("vqvae", TINY, codebook_log2=4, commitment=10.0)
     x = batch(2)
