@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--steps", type=int, default=30, help="profiled steps")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/profile_step-MODEL.json)")
+    parser.add_argument("--out", default=None, help="JSON file (default: in the results folder, named by model and batch)")
     args = parser.parse_args()
     keep_freed_memory()  # as training does on a CPU
     peak = conv_gflops(torch.float32 if args.precision == "float32" else torch.bfloat16)
@@ -135,7 +135,7 @@ def main() -> None:
           f"{all_flops / total / 1e9 / peak:7.0%}")
     print("costliest operators (self time, ms/step): "
           + ", ".join(f"{name.removeprefix('aten::')} {s * 1e3:.2f}" for name, s in operators))
-    out = Path(args.out or f"benchmarks/results/profile_step-{args.model}.json")
+    out = Path(args.out or Path(__file__).parent / "results" / f"profile_step-{args.model}-b{args.batch}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(model=args.model, batch=args.batch, precision=args.precision,
                                    threads=torch.get_num_threads(), cpu=cpu_model() or platform.machine(),

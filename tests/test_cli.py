@@ -137,8 +137,10 @@ def test_train_recipe_short_outside_reproduce():
     assert (acai.batch, acai.lr, acai.lr_warmup, acai.lr_decay, acai.lr_decay_over) == (16, 5e-4, 2048, "cosine", None)
     assert config("--model", "acai", "--recipe", "short", "--lr", "2e-4", "--batch", "32").lr == 2e-4
     assert config("--model", "acai", "--recipe", "short", "--samples", "4096", "--lr-decay-over", "8192").decay_steps == 512
-    assert config("--model", "vqvae", "--recipe", "short", "--hp", "num_latents=5").hparams == dict(decay=0.99,
-                                                                                                 num_latents=5)
+    vqvae = config("--model", "vqvae", "--recipe", "short", "--hp", "num_latents=5")
+    assert vqvae.hparams == dict(decay=0.99, codebook_from_data=True, num_latents=5) and vqvae.lr == 3e-4
+    assert config("--model", "vqvae", "--recipe", "short", "--hp", "codebook_from_data=false").hparams == dict(
+        decay=0.99, codebook_from_data=False)  # a flag overrides the recipe's departure
     paper = config("--model", "acai")
     assert (paper.batch, paper.lr, paper.lr_warmup, paper.lr_decay, paper.samples) == (64, 1e-4, 0, "none", 1 << 24)
 

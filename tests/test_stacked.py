@@ -27,9 +27,11 @@ def same_weights(a, b) -> None:
             torch.testing.assert_close(b[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
 
 
-@pytest.mark.parametrize("model", list(MODELS))
-def test_stacked_seeds_train_as_separate_runs(tmp_path, model):
-    configs = [tiny_config(model, samples=128, seed=seed) for seed in (1, 2)]
+@pytest.mark.parametrize("model,hparams", [(model, None) for model in MODELS]  # and the short recipe's VQ-VAE codebook
+                         + [("vqvae", dict(codebook_log2=8, codebook_from_data=True))])
+def test_stacked_seeds_train_as_separate_runs(tmp_path, model, hparams):
+    configs = [tiny_config(model, samples=128, seed=seed, **({"hparams": hparams} if hparams else {}))
+               for seed in (1, 2)]
     # The first steps' losses, member by member.
     alone = [build_run(c) for c in configs]
     stack = stack_runs([build_run(c) for c in configs])
