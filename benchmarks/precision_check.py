@@ -1,6 +1,6 @@
 """Does bfloat16 autocast change a preset's metrics by more than float32's own seed-to-seed spread?
 
-    python benchmarks/precision_check.py [--preset quick] [--data lines|mnist] [--samples N] [--seeds 3]
+    python benchmarks/precision_check.py [--preset quick] [--data lines|mnist] [--latents 32] [--samples N] [--seeds 3]
                                          [--models ...] [--workers 2] [--out results/precision]
 
 Reproduces the preset's table (Table 1 on lines, Table 2 on MNIST; at --samples per run if given) twice
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import ttest_rel
 
+from acai.core.data import Capability, describe_data
 from acai.core.evaluations import UNRANKED
 from acai.reproduce.executors import Local
 from acai.core.models import MODELS
@@ -37,8 +38,13 @@ from acai.reproduce.plan import SweepSpec, finished
 from acai.reproduce.presets import PRESETS
 from acai.reproduce.sweep import reproduce
 
-METRICS = {"lines": ("mean_distance", "smoothness", "probe_accuracy"), "mnist": ("probe_accuracy",)}
-TABLE = {"lines": "table1", "mnist": "table2"}
+LINES_METRICS = ("mean_distance", "smoothness", "probe_accuracy")  # Table 1's two and the tandem probe
+IMAGE_METRICS = ("probe_accuracy",)  # Table 2's tandem probe
+
+
+def what_to_check(data: str) -> tuple[str, tuple[str, ...]]:
+    """-> (the table that trains `data`, the metrics to test), from what the data set offers."""
+    return ("table1", LINES_METRICS) if describe_data(data).offers(Capability.LINES) else ("table2", IMAGE_METRICS)
 SIGNIFICANCE = 0.05
 
 
@@ -71,7 +77,8 @@ def fmt(values: np.ndarray, scale: float, digits: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quick", choices=list(PRESETS))
-    parser.add_argument("--data", default="lines", choices=list(METRICS))
+    parser.add_argument("--data", default="lines", help="lines, or an image data set of Table 2 (mnist, svhn, cifar10)")
+    parser.add_argument("--latents", nargs="+", type=int, default=[], help="d_z of image runs (default: the preset's)")
     parser.add_argument("--samples", type=int, default=None, help="per run (default: the preset's)")
     parser.add_argument("--eval-every", type=int, default=None, help="default: the preset's")
     parser.add_argument("--window", type=int, default=None, help="evaluations in the reported median (default: the preset's)")
@@ -80,7 +87,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", default="results/precision")
     args = parser.parse_args()
-    metrics = METRICS[args.data]
+    table, metrics = what_to_check(args.data)
     overrides = {key: value for key, value in (("eval_every", args.eval_every), ("eval_window", args.window),
                                                 ("samples", args.samples)) if value is not None}
     if args.samples and PRESETS[args.preset].lines.lr_decay_over is not None:  # the cosine ends at the new budget
@@ -88,9 +95,9 @@ def main() -> None:
     runs = {}
     for precision in ("float32", "bfloat16"):
         name = f"{args.data}-{args.preset}-{args.samples or 'preset'}-{precision}"
-        spec = SweepSpec(what=TABLE[args.data], out=Path(args.out) / name, preset=PRESETS[args.preset],
+        spec = SweepSpec(what=table, out=Path(args.out) / name, preset=PRESETS[args.preset],
                          seeds=args.seeds, models=tuple(args.models), precision=precision, overrides=overrides,
-                         datasets=(args.data,), latents=(32,) if args.data == "mnist" else ())
+                         datasets=(args.data,), latents=tuple(args.latents))
         reproduce(spec, Local(args.workers))
         runs[precision] = {m: sorted((r.seed, finished(r, spec.out)) for r in spec.runs() if r.model == m)
                            for m in args.models}

@@ -196,7 +196,7 @@ def test_precision_check_fails_a_shift_larger_than_the_seeds_spread_and_passes_n
     assert same_spread["pairs"] == 3 and not same_spread["fails"] and same_spread["p"] > 0.05
     shifted = precision_check.paired_check(f32, [7.0, 8.1, 8.9], ok, ok)  # every seed ~3 stds worse
     assert shifted["fails"] and shifted["p"] < 0.05 and shifted["mean_difference"] / shifted["margin"] > 2.5
-    tiny_but_consistent = precision_check.paired_check(f32, [4.01, 5.01, 6.011], ok, ok)  # significant, not large
+    tiny_but_consistent = precision_check.paired_check(f32, [4.01, 5.012, 6.011], ok, ok)  # significant, not large
     assert tiny_but_consistent["p"] < 0.05 and not tiny_but_consistent["fails"]
     stuck = precision_check.paired_check(f32, [30.0, 5.1, 6.1], ok, ["mean image", "ok", "ok"])
     assert stuck["fails"] and stuck["unranked_in_bfloat16_only"] == [0] and stuck["pairs"] == 2
